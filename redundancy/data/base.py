@@ -24,7 +24,9 @@ class Split:
     tasks, ``(text,)`` or ``(text_a, text_b)`` for pairs. ``labels[i]`` is, for token tasks,
     the tuple of tags (same length as the words); for sentence tasks one label (``str``) or
     one number (``float``, regression). ``ids[i]`` is a stable id such as ``"ca01:17"``
-    (document and sentence number) that tells where the sentence came from.
+    (document and sentence number) that tells where the sentence came from. ``docs[i]`` is the
+    source document of sentence ``i`` (``"ca01"``), or ``docs`` is empty when the format has
+    no documents (GLUE, word/label files).
     """
 
     name: str
@@ -38,6 +40,11 @@ class Split:
             raise ValueError(
                 f"Split {self.name!r}: inconsistent numbers of sentences, labels and ids: "
                 f"[{len(self.sentences)}, {len(self.labels)}, {len(self.ids)}]"
+            )
+        if self.docs and len(self.docs) != len(self.sentences):
+            raise ValueError(
+                f"Split {self.name!r}: 'docs' must be empty or give one document per sentence: "
+                f"got {len(self.docs)} documents for {len(self.sentences)} sentences."
             )
 
     def __len__(self) -> int:
@@ -95,13 +102,13 @@ class Task:
             return np.asarray(sp.labels, dtype=np.float32)
         index = {name: i for i, name in enumerate(self.label_names)}
         unseen = index.get(UNSEEN_LABEL, len(index) - 1)
-        flat = (
-            [y for tags in sp.labels for y in tags] if self.level == "token" else list(sp.labels)
-        )
+        flat = [y for tags in sp.labels for y in tags] if self.level == "token" else list(sp.labels)
         return np.fromiter((index.get(y, unseen) for y in flat), dtype=np.int64, count=len(flat))
 
     def fingerprint(self, split: str) -> str:
-        return hash_strings([self.name, self.level, self.kind, *self.label_names, self.split(split).fingerprint()])
+        return hash_strings(
+            [self.name, self.level, self.kind, *self.label_names, self.split(split).fingerprint()]
+        )
 
 
 def label_vocabulary(train_labels) -> tuple[str, ...]:

@@ -1,0 +1,358 @@
+"""Run every chapter notebook with papermill, then build the jupyter-book.
+
+``python -m redundancy book --params params/NAME.yaml`` (and ``make book``) calls
+:func:`build_book`, which
+
+1. validates the parameter file (:class:`redundancy.experiments.Config`) and checks, before
+   running anything, that every model and data folder it names exists;
+2. executes ``notebooks/NN-*.ipynb`` in order with papermill on a kernel bound to the
+   current interpreter, injecting the parameters, and writes the executed copies to
+   ``build/<NAME>/``; a notebook whose source, parameters and library source are unchanged
+   since its last successful run is not executed again (a hash sits next to the copy);
+3. assembles the executed copies with the pages of ``book/`` into ``build/<NAME>/book/``
+   and runs ``jupyter-book build`` (notebooks are not re-executed there), then copies the
+   HTML to ``book/_build/html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._utils import atomic_write_text, stable_hash
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+BOOK_DIR = REPO_ROOT / "book"
+BUILD_DIR = REPO_ROOT / "build"
+KERNEL_NAME = "redundancy-python"
+_NOTEBOOK_RE = re.compile(r"^(\d\d)-[a-z0-9-]+\.ipynb$")
+
+
+class NotebookExecutionError(RuntimeError):
+    """A chapter failed: names the notebook, the cell and the error."""
+
+
+def list_notebooks(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The chapter notebooks ``NN-topic.ipynb`` of ``notebooks_dir``, in order."""
+    folder = Path(notebooks_dir) if notebooks_dir else NOTEBOOKS_DIR
+    found = sorted(p for p in folder.glob("*.ipynb") if _NOTEBOOK_RE.match(p.name))
+    if not found:
+        raise FileNotFoundError(f"No chapter notebooks (NN-topic.ipynb) in {str(folder)!r}.")
+    return found
+
+
+def select_notebooks(notebooks: Sequence[Path], only: Sequence[str] | None) -> list[Path]:
+    """Keep the notebooks named in ``only`` (``"3"``, ``"03"``, ``"03-neurons-clustering"``,
+    ``"neurons-clustering"`` or the file name); None keeps all."""
+    if not only:
+        return list(notebooks)
+    chosen, unknown = [], []
+    for item in only:
+        item = str(item).removesuffix(".ipynb")
+        hits = [
+            nb
+            for nb in notebooks
+            if item in (nb.stem, nb.stem[:2], nb.stem[3:])
+            or (item.isdigit() and int(item) == int(nb.stem[:2]))
+        ]
+        (chosen.extend(hits) if hits else unknown.append(item))
+    if unknown:
+        names = ", ".join(nb.stem for nb in notebooks)
+        raise ValueError(
+            f"The 'only' parameter of build_book must name chapter notebooks. Got {unknown!r}, "
+            f"which match none of: {names}."
+        )
+    return [nb for nb in notebooks if nb in chosen]
+
+
+def ensure_kernel(folder: str | os.PathLike) -> str:
+    """Write a kernelspec bound to this interpreter under ``folder`` and put it on JUPYTER_PATH.
+
+    Works on a clean machine: nothing has to be registered by hand, and the notebooks always
+    run in the environment that runs the book (a ``python3`` kernel of another environment
+    found first on the Jupyter path would not see the library).
+    """
+    spec_dir = Path(folder) / "kernels" / KERNEL_NAME
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python ({Path(sys.prefix).name})",
+        "language": "python",
+        "metadata": {"debugger": False},
+    }
+    atomic_write_text(spec_dir / "kernel.json", json.dumps(spec, indent=1))
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if str(Path(folder)) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(Path(folder)), *paths])
+    return KERNEL_NAME
+
+
+def library_source_hash() -> str:
+    """Hash of every Python file of the library (a changed library re-executes the notebooks)."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def notebook_digest(notebook: Path, parameters: dict, extra: str = "") -> str:
+    """Hash of what an executed copy depends on: notebook source, parameters, library source."""
+    nb_hash = hashlib.sha256(notebook.read_bytes()).hexdigest()
+    return stable_hash({"nb": nb_hash, "params": parameters, "lib": library_source_hash(), "extra": extra})
+
+
+def _results_hash(results_dir: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(results_dir.glob("*.json")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def execute_notebooks(
+    notebooks: Sequence[Path],
+    parameters: dict,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Execute ``notebooks`` in order with papermill, skipping unchanged ones.
+
+    Parameters
+    ----------
+    notebooks : list of Path
+        Chapter notebooks, usually :func:`list_notebooks`.
+    parameters : dict
+        Injected into each notebook's ``parameters`` cell (a :meth:`Config.to_dict`).
+    out_dir : Path
+        Where the executed copies, their hashes and ``timings.json`` go.
+    force : bool
+        Execute even when the stored hash says nothing changed.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        Per notebook stem: ``{"status": "executed"|"cached", "seconds": float}``.
+    """
+    import papermill as pm
+    from tqdm.auto import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kernel = ensure_kernel(out_dir / "jupyter")
+    results_dir = Path(parameters["results_dir"])
+    timings: dict[str, dict] = {}
+    bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress)
+    for nb in bar:
+        bar.set_postfix_str(nb.stem)
+        target = out_dir / nb.name
+        stamp = out_dir / f"{nb.stem}.hash"
+        extra = _results_hash(results_dir) if "summary" in nb.stem else ""
+        digest = notebook_digest(nb, parameters, extra)
+        if not force and target.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+            timings[nb.stem] = {"status": "cached", "seconds": 0.0}
+            tqdm.write(f"  {nb.stem:28s} unchanged, kept {target}")
+            continue
+        stamp.unlink(missing_ok=True)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(target),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(out_dir),
+                progress_bar=False,
+                log_output=False,
+            )
+        except pm.PapermillExecutionError as exc:
+            source = "\n    ".join(str(exc.source).splitlines()[:12])
+            raise NotebookExecutionError(
+                f"Notebook {nb.name} failed in cell {exc.exec_count} (cell index {exc.cell_index}):\n"
+                f"    {source}\n{exc.ename}: {exc.evalue}\n"
+                f"The executed copy, with the full traceback, is {target}."
+            ) from None
+        seconds = time.perf_counter() - start
+        atomic_write_text(stamp, digest + "\n")
+        timings[nb.stem] = {"status": "executed", "seconds": round(seconds, 1)}
+        tqdm.write(f"  {nb.stem:28s} executed in {seconds:7.1f} s")
+    previous = {}
+    tpath = out_dir / "timings.json"
+    if tpath.is_file():
+        previous = json.loads(tpath.read_text())
+    previous.update({k: v for k, v in timings.items() if v["status"] == "executed" or k not in previous})
+    atomic_write_text(tpath, json.dumps(previous, indent=1))
+    return timings
+
+
+def toc_files(toc_path: Path) -> list[str]:
+    """Every page named in a jupyter-book ``_toc.yml`` (root first), without suffix."""
+    import yaml
+
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return [str(Path(f).with_suffix("")) if Path(f).suffix in (".md", ".ipynb") else f for f in files]
+
+
+def _tag_parameter_cells(src: Path, dst: Path) -> None:
+    """Copy an executed notebook, folding its parameter cells away in the HTML."""
+    import nbformat
+
+    nb = nbformat.read(str(src), as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    nbformat.write(nb, str(dst))
+
+
+def assemble_book(executed_dir: Path, book_src: Path, target: Path, notebooks: Sequence[Path]) -> Path:
+    """Copy the book pages and the executed notebooks into ``target`` (a jupyter-book source)."""
+    missing = [nb.name for nb in notebooks if not (executed_dir / nb.name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Cannot build the book: no executed copy of {', '.join(missing)} in {executed_dir}. "
+            "Run the book once without --only (or run those chapters) first."
+        )
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(book_src, target, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    for nb in notebooks:
+        _tag_parameter_cells(executed_dir / nb.name, target / nb.name)
+    pages = {p.with_suffix("").name for p in target.iterdir() if p.suffix in (".md", ".ipynb")}
+    toc = toc_files(target / "_toc.yml")
+    absent = [f for f in toc if f not in pages]
+    unlisted = sorted(p for p in pages if p not in toc)
+    if absent or unlisted:
+        raise ValueError(
+            f"book/_toc.yml and the pages disagree: listed but missing {absent}, present but not "
+            f"listed {unlisted}. Edit book/_toc.yml so it lists every notebook and page once."
+        )
+    return target
+
+
+def run_jupyter_book(source: Path, *, strict: bool = True) -> Path:
+    """``jupyter-book build`` of ``source``; returns ``source/_build/html``.
+
+    With ``strict`` warnings are errors (``-W -n --keep-going``), reported with the build log.
+    """
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe)] if exe.is_file() else [shutil.which("jupyter-book") or "jupyter-book"]
+    cmd += ["build", str(source), "--all"]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    logger.info("Running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = (proc.stdout + "\n" + proc.stderr).strip().splitlines()
+        tail = "\n".join(log[-40:])
+        raise RuntimeError(f"jupyter-book build of {source} failed (exit {proc.returncode}):\n{tail}")
+    html = source / "_build" / "html"
+    if not (html / "index.html").is_file():
+        raise RuntimeError(f"jupyter-book build finished but {html / 'index.html'} is missing.")
+    return html
+
+
+def build_book(
+    params_path: str | os.PathLike,
+    *,
+    only: Sequence[str] | None = None,
+    build_html: bool = True,
+    force: bool = False,
+    build_dir: str | os.PathLike | None = None,
+    html_dir: str | os.PathLike | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+    book_dir: str | os.PathLike | None = None,
+    strict: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Execute the chapter notebooks on a parameter file and build the HTML book.
+
+    Parameters
+    ----------
+    params_path : path
+        A ``params/NAME.yaml`` file; validated, and every model/data folder it names is
+        checked before anything runs.
+    only : list of str, optional
+        Execute only these chapters (``"03"``, ``"neurons-clustering"``, ...); the book is
+        still built from every executed copy present.
+    build_html : bool
+        Build the jupyter-book after executing (``--no-html`` turns it off).
+    force : bool
+        Re-execute notebooks even when notebook, parameters and library are unchanged.
+    build_dir : path, optional
+        Root of the executed copies (default ``build/``); they go to ``build_dir/NAME/``.
+    html_dir : path, optional
+        Where the HTML ends (default ``book/_build/html``).
+    notebooks_dir, book_dir : path, optional
+        Sources (default the checkout's ``notebooks/`` and ``book/``).
+    strict : bool
+        Treat jupyter-book warnings as errors.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Path
+        The HTML folder (or the executed-notebook folder when ``build_html`` is false).
+
+    Raises
+    ------
+    NotebookExecutionError
+        When a notebook fails: names the notebook, the cell and the error.
+    """
+    from .experiments import Config
+
+    params_path = Path(params_path)
+    cfg = Config.from_yaml(params_path)
+    cfg.check_inputs()
+    out_dir = Path(build_dir or BUILD_DIR).resolve() / params_path.stem
+    results_dir = out_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    parameters = cfg.to_dict()
+    parameters["results_dir"] = str(results_dir)
+    all_notebooks = list_notebooks(notebooks_dir)
+    chosen = select_notebooks(all_notebooks, only)
+    start = time.perf_counter()
+    timings = execute_notebooks(chosen, parameters, out_dir, force=force, progress=progress)
+    ran = sum(t["seconds"] for t in timings.values())
+    logger.info("Notebooks done in %.1f s (%d executed)", ran, sum(t["status"] == "executed" for t in timings.values()))
+    if not build_html:
+        return out_dir
+    source = assemble_book(out_dir, Path(book_dir or BOOK_DIR), out_dir / "book", all_notebooks)
+    html = run_jupyter_book(source, strict=strict)
+    final = Path(html_dir) if html_dir else Path(book_dir or BOOK_DIR) / "_build" / "html"
+    if final.resolve() != html.resolve():
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(html, final)
+    print(f"Book built in {time.perf_counter() - start:.1f} s: {final / 'index.html'}")
+    return final

@@ -1,0 +1,204 @@
+"""Fine-tune an encoder on a sentence task, as the paper does before extracting sentence features.
+
+The recipe is the ``transformers`` default the authors used: AdamW with lr 5e-5, betas
+(0.9, 0.999), eps 1e-8, no weight decay, a linear decay to 0 without warm-up, gradient norm
+clipped at 1.0, 3 epochs, batch 8, max length 128, seed 42. The result is a model folder
+that :func:`redundancy.extract.extract` accepts as ``model`` (it reads the encoder's hidden
+states and ignores the classification head).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._utils import cache_dir as _cache_dir
+from ._utils import resolve_device, stable_hash
+from .data.base import Task
+
+logger = logging.getLogger(__name__)
+
+FINETUNE_FORMAT = 1
+
+
+def _check_positive(value, name, kind=int):
+    if not isinstance(value, (kind, np.integer) if kind is int else (int, float)) or value <= 0:
+        raise ValueError(
+            f"The {name!r} parameter of finetune must be a positive {kind.__name__}. "
+            f"Got {value!r} instead."
+        )
+
+
+def finetune(
+    model: str,
+    task: Task,
+    *,
+    lr: float = 5e-5,
+    epochs: int = 3,
+    batch_size: int = 8,
+    max_length: int = 128,
+    random_state: int = 42,
+    max_train_sentences: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Fine-tune ``model`` on the training split of a sentence task; return the saved folder.
+
+    Parameters
+    ----------
+    model : str
+        ``"minilm"``, ``"mpnet"``, a hub id or a local folder (see
+        :func:`redundancy.models.resolve_model`).
+    task : Task
+        A sentence-level task (``task.level == "sentence"``) from
+        :func:`redundancy.data.load_task`; pairs are encoded as pairs. Classification uses
+        ``task.n_classes`` outputs and cross-entropy, regression one output and MSE.
+    lr, epochs, batch_size, max_length : paper (``transformers``) defaults
+    random_state : int, default=42
+        Seeds the classification head, dropout and the shuffling of the training set.
+    max_train_sentences : int, optional
+        Train on a seeded random subset of this many sentences (for CPU runs).
+    device : str, optional
+        ``None`` picks the GPU when there is one.
+    progress : bool, default=True
+    cache_dir : path, optional
+        Default ``cache_dir("finetuned")``.
+
+    Returns
+    -------
+    pathlib.Path
+        Folder with the model, its tokenizer and ``finetune.json`` (options, per-step losses).
+        It is keyed by model identity, task fingerprint and hyper-parameters and reused when
+        present; it is written to a temporary folder and renamed, so it is complete or absent.
+    """
+    from .models import model_identity, resolve_model
+
+    if not isinstance(task, Task) or task.level != "sentence":
+        raise ValueError(
+            "The 'task' parameter of finetune must be a sentence-level Task. "
+            f"Got {getattr(task, 'level', type(task).__name__)!r} instead."
+        )
+    _check_positive(lr, "lr", float)
+    for value, name in ((epochs, "epochs"), (batch_size, "batch_size"), (max_length, "max_length")):
+        _check_positive(value, name)
+    if max_train_sentences is not None:
+        _check_positive(max_train_sentences, "max_train_sentences")
+    path = resolve_model(model)
+    options = {
+        "lr": float(lr),
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "max_length": int(max_length),
+        "random_state": int(random_state),
+        "max_train_sentences": max_train_sentences,
+    }
+    key = stable_hash(
+        {
+            "model": model_identity(model),
+            "data": task.fingerprint("train"),
+            "options": options,
+            "format": FINETUNE_FORMAT,
+        }
+    )
+    root = Path(cache_dir) if cache_dir is not None else _cache_dir("finetuned")
+    root.mkdir(parents=True, exist_ok=True)
+    name = model if model in ("minilm", "mpnet") else Path(path).name
+    target = root / f"{name}-{task.name}-{key}"
+    if (target / "finetune.json").is_file():
+        logger.info("fine-tuned model found in %s", target)
+        return target
+
+    record = _train(path, task, options, resolve_device(device), progress)
+    model_obj, tokenizer = record.pop("model"), record.pop("tokenizer")
+    with tempfile.TemporaryDirectory(dir=root, prefix=".finetune-") as tmp:
+        out = Path(tmp) / "model"
+        model_obj.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        record.update({"model": str(model), "task": task.name, "key": key, "options": options})
+        (out / "finetune.json").write_text(json.dumps(record, indent=1))
+        if target.exists():  # an incomplete folder left by a crash
+            shutil.rmtree(target)
+        os.replace(out, target)
+    logger.info("fine-tuned %s on %s in %.0fs -> %s", model, task.name, record["seconds"], target)
+    return target
+
+
+def _train(path: str, task: Task, options: dict, device: str, progress: bool) -> dict:
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    sp = task.train
+    y = task.encode("train")
+    index = np.arange(len(sp))
+    cap = options["max_train_sentences"]
+    if cap is not None and cap < len(sp):
+        index = np.sort(np.random.default_rng(options["random_state"]).permutation(len(sp))[:cap])
+    sentences = [sp.sentences[i] for i in index]
+    y = y[index]
+    pairs = len(sentences[0]) == 2
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    enc = tokenizer(
+        [s[0] for s in sentences],
+        [s[1] for s in sentences] if pairs else None,
+        truncation=True,
+        max_length=options["max_length"],
+    )
+    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
+    regression = task.kind == "regression"
+    t0 = time.perf_counter()
+    losses = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options["random_state"])
+        net = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=task.n_classes,
+            problem_type="regression" if regression else "single_label_classification",
+        ).to(device)
+        net.train()
+        optimizer = torch.optim.AdamW(
+            net.parameters(), lr=options["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+        )
+        bs = options["batch_size"]
+        steps_per_epoch = -(-len(sentences) // bs)
+        total = steps_per_epoch * options["epochs"]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.0, (total - step) / total)
+        )
+        generator = torch.Generator().manual_seed(options["random_state"])
+        labels = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
+        with tqdm(total=total, desc=f"fine-tune {task.name}", disable=not progress) as bar:
+            for _ in range(options["epochs"]):
+                order = torch.randperm(len(sentences), generator=generator).numpy()
+                for start in range(0, len(order), bs):
+                    idx = order[start : start + bs]
+                    feats = [{k: enc[k][i] for k in keys} for i in idx]
+                    batch = tokenizer.pad(feats, padding=True, return_tensors="pt")
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    out = net(**batch, labels=labels[idx].to(device))
+                    out.loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    losses.append(float(out.loss.detach()))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    net.eval()
+    net.to("cpu")
+    return {
+        "model": net,
+        "tokenizer": tokenizer,
+        "losses": losses,
+        "n_train": len(sentences),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "device": device,
+    }

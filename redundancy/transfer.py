@@ -1,0 +1,430 @@
+"""Efficient feature-based transfer: LayerSelector + correlation clustering + feature selection.
+
+The procedure of Dalvi et al. (2020), section "Efficient feature-based transfer":
+
+1. **LayerSelector** -- the smallest ``l`` whose incremental probe (layers ``0..l``)
+   has a dev score ``> oracle * (1 - delta_ls / 100)``; later layers are dropped.
+2. **CC** -- correlation clustering at threshold ``t`` (0.3) on the neurons of layers
+   ``0..l``; one neuron per cluster is kept.
+3. **FS** -- a probe on the kept neurons gives ``s_CC``; its neurons are ranked with LCA
+   and the smallest ``k`` of :data:`~redundancy.ranking.FS_GRID` (percent of *all* the
+   model's neurons) whose retrained probe has dev ``> s_CC * (1 - delta_fs / 100)`` wins.
+
+The paper reports ``(delta_ls, delta_fs)`` in ``{(3, 1), (2, 1), (1, 1)}``;
+:func:`ccfs_sweep` runs them sharing the incremental probes, the clustering of each
+selected layer and the FS search of each (layer, delta_fs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ._utils import check_choice, stable_hash
+from .probes import (
+    KINDS,
+    evaluate_probes,
+    incremental_subsets,
+    train_probe,
+    train_probes,
+)
+from .ranking import FS_GRID, minimal_set, rank_neurons
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IncrementalScores",
+    "LayerSelector",
+    "TransferResult",
+    "ccfs",
+    "ccfs_sweep",
+    "incremental_scores",
+    "select_layer",
+]
+
+STEPS = ("oracle", "ls", "cc", "fs")
+
+
+# ------------------------------------------------------------------ LayerSelector
+def _check_delta(delta, name, caller):
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 100:
+        raise ValueError(
+            f"The {name!r} parameter of {caller} must be a number in [0, 100). "
+            f"Got {delta!r} instead."
+        )
+    return float(delta)
+
+
+def select_layer(incremental_scores, oracle_score: float | None = None, delta: float = 3.0) -> int:
+    """Smallest ``l`` with ``incremental_scores[l] > oracle_score * (1 - delta / 100)``.
+
+    Parameters
+    ----------
+    incremental_scores : sequence of float
+        Dev scores of the probes on layers ``0..l`` for ``l = 0..L-1`` (the last one is
+        the oracle), usually :attr:`IncrementalScores.dev`.
+    oracle_score : float, optional
+        Dev score of the oracle; default the last incremental score.
+    delta : float
+        Allowed loss in percent (paper: 3, 2 or 1).
+
+    Returns
+    -------
+    int
+        The selected layer; the last layer when none passes.
+    """
+    scores = np.asarray(incremental_scores, dtype=np.float64)
+    if scores.ndim != 1 or scores.size == 0:
+        raise ValueError(
+            "The 'incremental_scores' parameter of select_layer must be a non-empty 1-D "
+            f"sequence of dev scores. Got shape {scores.shape} instead."
+        )
+    delta = _check_delta(delta, "delta", "select_layer")
+    oracle = float(scores[-1] if oracle_score is None else oracle_score)
+    passing = np.flatnonzero(scores > oracle * (1 - delta / 100))
+    return int(passing[0]) if passing.size else int(scores.size - 1)
+
+
+class LayerSelector:
+    """Scikit-learn style LayerSelector.
+
+    Parameters
+    ----------
+    delta : float
+        Allowed loss in percent of the oracle's dev score (paper: 3).
+
+    Attributes
+    ----------
+    layer_ : int
+        Selected layer ``l`` (keep layers ``0..l``).
+    threshold_ : float
+        ``oracle * (1 - delta / 100)``.
+    scores_ : ndarray
+        The incremental dev scores given to :meth:`fit`.
+    """
+
+    def __init__(self, delta: float = 3.0):
+        self.delta = delta
+
+    def fit(self, incremental_dev_scores, oracle_dev_score: float | None = None):
+        """Select the layer from incremental dev scores; returns ``self``."""
+        self.scores_ = np.asarray(incremental_dev_scores, dtype=np.float64)
+        self.layer_ = select_layer(self.scores_, oracle_dev_score, self.delta)
+        oracle = self.scores_[-1] if oracle_dev_score is None else float(oracle_dev_score)
+        self.threshold_ = float(oracle) * (1 - float(self.delta) / 100)
+        return self
+
+    def neurons(self, n_hidden: int) -> np.ndarray:
+        """Global ids of the neurons of layers ``0..layer_``."""
+        if not hasattr(self, "layer_"):
+            raise RuntimeError("This LayerSelector is not fitted yet; call fit(...) first.")
+        return np.arange((self.layer_ + 1) * int(n_hidden), dtype=np.int64)
+
+    def transform(self, X, n_hidden: int):
+        """The columns of layers ``0..layer_`` of ``X`` (a view, no copy)."""
+        return X[:, : self.neurons(n_hidden).size]
+
+    def __repr__(self) -> str:
+        return f"LayerSelector(delta={self.delta!r})"
+
+
+# ---------------------------------------------------------------- incremental run
+@dataclass
+class IncrementalScores:
+    """Dev/test scores of the incremental probes (layers ``0..l``); the last is the oracle."""
+
+    dev: list
+    test: list
+    metric: str = "accuracy"
+
+    @property
+    def oracle_dev(self) -> float:
+        return float(self.dev[-1])
+
+    @property
+    def oracle_test(self) -> float:
+        return float(self.test[-1])
+
+
+def incremental_scores(
+    X_train,
+    y_train,
+    X_dev,
+    y_dev,
+    X_test,
+    y_test,
+    *,
+    n_layers: int,
+    n_hidden: int,
+    metric: str | None = None,
+    progress: bool = True,
+    **probe_kwargs,
+) -> IncrementalScores:
+    """Train the ``n_layers`` incremental probes jointly and score them on dev and test."""
+    kind = probe_kwargs.get("kind", "classification")
+    metric = metric or ("accuracy" if kind == "classification" else "pearson")
+    subsets = incremental_subsets(n_layers, n_hidden)
+    probes = train_probes(X_train, y_train, subsets, progress=progress, **probe_kwargs)
+    dev = evaluate_probes(probes, X_dev, y_dev, metric)
+    test = evaluate_probes(probes, X_test, y_test, metric)
+    return IncrementalScores(
+        dev=[float(dev[k]) for k in subsets], test=[float(test[k]) for k in subsets], metric=metric
+    )
+
+
+# --------------------------------------------------------------------- result
+@dataclass
+class TransferResult:
+    """Outcome of LayerSelector + CC + FS for one ``(delta_ls, delta_fs)`` pair.
+
+    Attributes
+    ----------
+    layer : int
+        Selected layer (layers ``0..layer`` kept).
+    delta_ls, delta_fs, threshold : float
+    n_all, n_ls, n_cc, n_fs : int
+        Neurons: in the whole model, after LayerSelector, after CC, after FS.
+    neurons : list of int
+        Global ids kept after FS (LCA order).
+    cc_neurons : list of int
+        Global ids kept after CC (sorted).
+    dev, test : dict
+        Scores per step ``{"oracle", "ls", "cc", "fs"}``.
+    fs_percent : float
+        FS grid percentage chosen.
+    metric : str
+    meta : dict
+        Free-form (task, model, seeds, ...).
+    """
+
+    layer: int
+    delta_ls: float
+    delta_fs: float
+    threshold: float
+    n_all: int
+    n_ls: int
+    n_cc: int
+    n_fs: int
+    neurons: list
+    cc_neurons: list
+    dev: dict
+    test: dict
+    fs_percent: float
+    metric: str = "accuracy"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def reduction(self) -> float:
+        """Percentage of the model's neurons removed: ``100 * (1 - n_fs / n_all)``."""
+        return 100.0 * (1 - self.n_fs / self.n_all)
+
+    def to_json(self) -> str:
+        """JSON text; :meth:`from_json` gives back an equal result."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TransferResult:
+        return cls(**json.loads(text))
+
+    def summary_row(self) -> dict:
+        """One flat row for a results table (``pandas.DataFrame([r.summary_row() ...])``)."""
+        row = {
+            "delta": f"({self.delta_ls:g}, {self.delta_fs:g})",
+            "layer": self.layer,
+            "neurons (all)": self.n_all,
+            "neurons (LS)": self.n_ls,
+            "neurons (CC)": self.n_cc,
+            "neurons (FS)": self.n_fs,
+            "reduction %": round(self.reduction, 2),
+        }
+        for step in STEPS:
+            row[f"test {step}"] = self.test[step]
+        for step in STEPS:
+            row[f"dev {step}"] = self.dev[step]
+        return row
+
+
+# ------------------------------------------------------------------------ CCFS
+def _cluster(X_sub, threshold, representative, random_state, n_hidden):
+    from .clustering import correlation_clustering  # written alongside; imported lazily
+
+    return correlation_clustering(
+        X_sub,
+        threshold,
+        representative=representative,
+        random_state=random_state,
+        n_hidden=n_hidden,
+    )
+
+
+def ccfs(
+    X_train,
+    y_train,
+    X_dev,
+    y_dev,
+    X_test,
+    y_test,
+    *,
+    n_layers: int,
+    n_hidden: int,
+    delta_ls: float = 3,
+    delta_fs: float = 1,
+    threshold: float = 0.3,
+    representative: str = "random",
+    random_state: int = 0,
+    metric: str | None = "accuracy",
+    kind: str = "classification",
+    incremental: IncrementalScores | None = None,
+    cache: dict | None = None,
+    progress: bool = True,
+    **probe_kwargs,
+) -> TransferResult:
+    """LayerSelector + correlation clustering + feature selection (the paper's CCFS).
+
+    Parameters
+    ----------
+    X_train, X_dev, X_test : arrays of shape (n_split, n_layers * n_hidden)
+        Full activations of each split (float32 or float16 memmap), usually ``.X`` of
+        :func:`redundancy.extract.extract`; never copied whole.
+    y_train, y_dev, y_test : arrays
+        Labels (``task.encode(split)``) or regression targets.
+    n_layers, n_hidden : int
+        Layer layout of the columns (neuron ``i`` in layer ``i // n_hidden``).
+    delta_ls, delta_fs : float
+        Allowed losses (percent) for LayerSelector and FS.
+    threshold : float
+        Correlation-clustering threshold ``t`` (paper: 0.3).
+    representative, random_state : passed to
+        :func:`redundancy.clustering.correlation_clustering` (``random_state`` is the
+        clustering seed; the probes' seed is ``probe_kwargs["random_state"]``, 42 by
+        default, given as ``probe_random_state``).
+    metric : str
+        Score (:func:`redundancy.probes.score`); None picks accuracy / pearson by ``kind``.
+    kind : {"classification", "regression"}
+    incremental : IncrementalScores, optional
+        Precomputed :func:`incremental_scores`, to share across delta pairs.
+    cache : dict, optional
+        Shared between calls (see :func:`ccfs_sweep`): clusterings per selected layer,
+        CC probes and FS searches are reused.
+    progress : bool
+    **probe_kwargs
+        For :func:`redundancy.probes.train_probes` (``epochs``, ``device``, ...);
+        ``probe_random_state`` sets the probes' seed.
+    """
+    caller = "ccfs"
+    check_choice(kind, KINDS, name="kind", caller=caller)
+    delta_ls = _check_delta(delta_ls, "delta_ls", caller)
+    delta_fs = _check_delta(delta_fs, "delta_fs", caller)
+    n_all = int(n_layers) * int(n_hidden)
+    if X_train.shape[1] != n_all:
+        raise ValueError(
+            f"X_train has {X_train.shape[1]} columns but n_layers * n_hidden = {n_all}; pass "
+            "the full activation matrix and the model's layer layout."
+        )
+    metric = metric or ("accuracy" if kind == "classification" else "pearson")
+    pk = dict(probe_kwargs)
+    if "probe_random_state" in pk:
+        pk["random_state"] = pk.pop("probe_random_state")
+    pk["kind"] = kind
+    cache = {} if cache is None else cache
+
+    if incremental is None:
+        key = ("incremental", metric, stable_hash(pk))
+        if key not in cache:
+            cache[key] = incremental_scores(
+                X_train, y_train, X_dev, y_dev, X_test, y_test,
+                n_layers=n_layers, n_hidden=n_hidden, metric=metric, progress=progress, **pk,
+            )  # fmt: skip
+        incremental = cache[key]
+    if len(incremental.dev) != n_layers:
+        raise ValueError(
+            f"The 'incremental' parameter of {caller} must hold {n_layers} scores (one per "
+            f"layer). Got {len(incremental.dev)} instead."
+        )
+
+    # 1. LayerSelector
+    layer = select_layer(incremental.dev, incremental.oracle_dev, delta_ls)
+    n_ls = (layer + 1) * int(n_hidden)
+    logger.info("LayerSelector(delta=%g): layer %d (%d neurons)", delta_ls, layer, n_ls)
+
+    # 2. Correlation clustering on layers 0..layer
+    ckey = ("cc", layer, float(threshold), representative, random_state)
+    if ckey not in cache:
+        cache[ckey] = _cluster(X_train[:, :n_ls], threshold, representative, random_state, n_hidden)
+    kept = np.sort(np.asarray(cache[ckey].kept, dtype=np.int64))
+
+    # 3a. Probe on the kept neurons
+    pkey = ("ccprobe", ckey, metric, stable_hash(pk))
+    if pkey not in cache:
+        cc_probe = train_probe(X_train, y_train, kept, progress=progress, **pk)
+        both = [evaluate_probes({"p": cc_probe}, Xs, ys, metric)["p"] for Xs, ys in
+                ((X_dev, y_dev), (X_test, y_test))]  # fmt: skip
+        cache[pkey] = (cc_probe, both[0], both[1], rank_neurons(cc_probe))
+    cc_probe, cc_dev, cc_test, ordering = cache[pkey]
+
+    # 3b. FS: smallest FS_GRID size keeping s_CC
+    fkey = ("fs", pkey, delta_fs)
+    if fkey not in cache:
+        ms = minimal_set(
+            X_train, y_train, X_dev, y_dev, ordering,
+            base_score=cc_dev, delta=delta_fs, grid=FS_GRID, n_total=n_all,
+            metric=metric, progress=progress, **pk,
+        )  # fmt: skip
+        fs_test = evaluate_probes({"p": ms.probe}, X_test, y_test, metric)["p"]
+        cache[fkey] = (ms, fs_test)
+    ms, fs_test = cache[fkey]
+
+    return TransferResult(
+        layer=int(layer),
+        delta_ls=delta_ls,
+        delta_fs=delta_fs,
+        threshold=float(threshold),
+        n_all=n_all,
+        n_ls=n_ls,
+        n_cc=int(kept.size),
+        n_fs=int(ms.k),
+        neurons=[int(i) for i in ms.neurons],
+        cc_neurons=[int(i) for i in kept],
+        dev={
+            "oracle": incremental.oracle_dev,
+            "ls": float(incremental.dev[layer]),
+            "cc": float(cc_dev),
+            "fs": float(ms.dev_score),
+        },
+        test={
+            "oracle": incremental.oracle_test,
+            "ls": float(incremental.test[layer]),
+            "cc": float(cc_test),
+            "fs": float(fs_test),
+        },
+        fs_percent=float(ms.percent),
+        metric=metric,
+        meta={"representative": representative, "random_state": random_state},
+    )
+
+
+def ccfs_sweep(
+    X_train,
+    y_train,
+    X_dev,
+    y_dev,
+    X_test,
+    y_test,
+    *,
+    deltas=((3, 1), (2, 1), (1, 1)),
+    incremental: IncrementalScores | None = None,
+    cache: dict | None = None,
+    **kwargs,
+) -> list[TransferResult]:
+    """:func:`ccfs` for several ``(delta_ls, delta_fs)`` pairs, sharing all common work."""
+    cache = {} if cache is None else cache
+    return [
+        ccfs(
+            X_train, y_train, X_dev, y_dev, X_test, y_test,
+            delta_ls=dls, delta_fs=dfs, incremental=incremental, cache=cache, **kwargs,
+        )  # fmt: skip
+        for dls, dfs in deltas
+    ]

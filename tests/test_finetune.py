@@ -1,0 +1,64 @@
+"""Tests of redundancy.finetune on a tiny random BERT and a planted sentence task."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_sentence_task, make_token_task
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from redundancy.extract import extract
+from redundancy.finetune import finetune
+
+
+@torch.inference_mode()
+def _train_loss(folder, task, seed=42):
+    """Mean cross-entropy of a classifier on the training split (eval mode, one batch)."""
+    torch.manual_seed(seed)
+    net = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=task.n_classes)
+    net.eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    enc = tok([s[0] for s in task.train.sentences], padding=True, return_tensors="pt")
+    y = torch.as_tensor(task.encode("train"))
+    return float(net(**enc, labels=y).loss)
+
+
+def test_finetune_learns_planted_task_and_is_reused(tiny_bert, tmp_path):
+    task = make_sentence_task(16)  # label "pos" iff the sentence contains "cat"
+    kwargs = dict(lr=1e-3, epochs=3, batch_size=4, cache_dir=tmp_path, progress=False)
+    folder = finetune(tiny_bert, task, **kwargs)
+    record = json.loads((folder / "finetune.json").read_text())
+    assert record["n_train"] == 16 and len(record["losses"]) == 12
+    assert np.mean(record["losses"][-4:]) < np.mean(record["losses"][:4])
+    # the saved classifier fits the training set better than the untrained head did
+    assert _train_loss(folder, task) < _train_loss(tiny_bert, task) - 0.05
+    # second call: same folder, no training (the file is not rewritten)
+    mtime = (folder / "finetune.json").stat().st_mtime_ns
+    assert finetune(tiny_bert, task, **kwargs) == folder
+    assert (folder / "finetune.json").stat().st_mtime_ns == mtime
+    # another hyper-parameter -> another folder
+    other = finetune(tiny_bert, task, **{**kwargs, "epochs": 1, "max_train_sentences": 5})
+    assert other != folder and json.loads((other / "finetune.json").read_text())["n_train"] == 5
+    # the folder works as a model for extract: the encoder's hidden states
+    acts = extract(str(folder), task, cache_dir=tmp_path / "acts", progress=False)
+    base = extract(tiny_bert, task, cache_dir=tmp_path / "acts", progress=False)
+    assert acts.acts.shape == base.acts.shape == (16, 3, 32)
+    assert not np.allclose(acts.acts[:, -1], base.acts[:, -1])
+
+
+def test_finetune_regression_and_pairs(tiny_bert, tmp_path):
+    task = make_sentence_task(6, pairs=True, regression=True)
+    folder = finetune(tiny_bert, task, epochs=1, batch_size=3, cache_dir=tmp_path, progress=False)
+    config = AutoConfig.from_pretrained(folder)
+    assert config.num_labels == 1 and config.problem_type == "regression"
+    assert all(np.isfinite(json.loads((folder / "finetune.json").read_text())["losses"]))
+
+
+def test_finetune_rejects_token_tasks_and_bad_values(tiny_bert, tmp_path):
+    with pytest.raises(ValueError, match="sentence-level Task"):
+        finetune(tiny_bert, make_token_task(2), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="'epochs' parameter of finetune"):
+        finetune(tiny_bert, make_sentence_task(2), epochs=0, cache_dir=tmp_path)
