@@ -300,7 +300,9 @@ def cluster_neurons(corr, threshold: float = 0.3, *, Z=None) -> np.ndarray:
         return np.zeros(corr.shape[0], dtype=np.int64)
     raw = _cluster_by_components(corr, threshold)
     if raw is None:
-        logger.info("cluster_neurons: dense similarity graph at t=%g; building full tree", threshold)
+        logger.info(
+            "cluster_neurons: dense similarity graph at t=%g; building full tree", threshold
+        )
         raw = fcluster(correlation_linkage(corr), threshold, criterion="distance")
     return _relabel(raw)
 

@@ -875,7 +875,7 @@ def record_verdict(
     measured: str,
     verdict: str,
     rule: str,
-    details: Mapping | None = None,
+    details=None,
 ) -> dict:
     """Write a chapter's verdict to ``<results_dir>/<chapter>.json`` for the summary.
 
@@ -891,7 +891,7 @@ def record_verdict(
     verdict : {"reproduced", "partly reproduced", "not reproduced"}
     rule : str
         The rule that turned the numbers into the verdict.
-    details : mapping, optional
+    details : dict or list, optional
         Numbers behind the verdict (JSON-serialisable).
 
     Returns
@@ -907,7 +907,7 @@ def record_verdict(
         "measured": measured,
         "verdict": verdict,
         "rule": rule,
-        "details": dict(details or {}),
+        "details": details if details is not None else {},
         "params": cfg.fingerprint(),
         "models": list(cfg.models),
         "tasks": list(cfg.tasks),
@@ -971,3 +971,336 @@ def deviations(cfg: Config) -> str:
     if not items:
         return "This run uses the paper's setup."
     return "\n".join(f"- {item}" for item in items)
+
+
+def cc_sweep(model: str, task_name: str, cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+    """Correlation clustering at every threshold of ``cfg.thresholds``, with probe scores.
+
+    For each threshold: clusters, one representative per cluster
+    (``cfg.representative``, seeded by ``cfg.random_state``), and the paper's probe trained
+    on the kept neurons (all thresholds together).
+
+    Returns
+    -------
+    DataFrame
+        One row per threshold: ``threshold``, ``n_clusters``, ``n_kept``, ``n_neurons``,
+        ``percent_removed``, ``largest_cluster``, ``dev``, ``test``.
+    """
+    from . import clustering
+
+    key = _probe_key(
+        "cc_sweep",
+        model,
+        task_name,
+        cfg,
+        modules=("probes", "similarity", "clustering"),
+        thresholds=list(cfg.thresholds),
+        representative=cfg.representative,
+    )
+
+    def compute():
+        task, splits = _probe_data(model, task_name, cfg)
+        corr = neuron_correlation(model, task_name, cfg)
+        Z = clustering.correlation_linkage(corr)
+        d = corr.shape[0]
+        rows, subsets = [], {}
+        for t in cfg.thresholds:
+            labels = clustering.cluster_neurons(None, t, Z=Z)
+            kept = clustering.select_representatives(
+                labels, method=cfg.representative, random_state=cfg.random_state, corr=corr
+            )
+            subsets[f"t={t:g}"] = kept
+            sizes = np.bincount(labels)
+            rows.append(
+                {
+                    "threshold": t,
+                    "n_clusters": int((sizes > 0).sum()),
+                    "n_kept": int(kept.size),
+                    "n_neurons": d,
+                    "percent_removed": 100.0 * (1 - kept.size / d),
+                    "largest_cluster": int(sizes.max()),
+                }
+            )
+        _, dev, test = _train_and_score(task, splits, subsets, cfg, progress=progress)
+        for row, name in zip(rows, subsets):
+            row["dev"], row["test"] = dev[name], test[name]
+        return rows
+
+    return pd.DataFrame(_cached_json("cc_sweep", key, compute))
+
+
+def cluster_windows_for(model: str, task_name: str, cfg: Config, threshold: float | None = None) -> pd.DataFrame:
+    """Window (layers spanned) and size of every cluster at ``threshold`` (default
+    ``cfg.cc_threshold``), from :func:`redundancy.clustering.cluster_windows`.
+
+    Returns
+    -------
+    DataFrame
+        One row per cluster: ``window``, ``size``; column ``n_layers`` repeats the model's
+        number of layers (the largest possible window).
+    """
+    from . import clustering
+
+    threshold = cfg.cc_threshold if threshold is None else float(threshold)
+    key = _key("windows", ("similarity", "clustering"), features=_model_key(model, task_name, cfg), threshold=threshold)
+
+    def compute():
+        acts = get_activations(model, task_name, "train", cfg)
+        labels = clustering.cluster_neurons(neuron_correlation(model, task_name, cfg), threshold)
+        return {
+            "window": clustering.cluster_windows(labels, acts.n_hidden),
+            "size": np.unique(labels, return_counts=True)[1],
+            "n_layers": np.array(acts.n_layers),
+        }
+
+    arrays = _cached_npz("windows", key, compute)
+    return pd.DataFrame({"window": arrays["window"], "size": arrays["size"], "n_layers": int(arrays["n_layers"])})
+
+
+def selected_layers(scores: pd.DataFrame, delta: float) -> pd.DataFrame:
+    """LayerSelector on :func:`layer_probe_scores` tables (with ``model`` and ``task`` columns).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by (model, task): ``selected layer`` (:func:`redundancy.transfer.select_layer`
+        on the incremental dev scores), ``last layer``, ``oracle dev``, ``dev at selected``,
+        ``test at selected``, ``oracle test``.
+    """
+    from .transfer import select_layer
+
+    rows = []
+    for (model, task), part in scores.groupby(["model", "task"], sort=False):
+        inc = part[part["kind"] == "incremental"].sort_values("layer")
+        oracle = part[part["kind"] == "oracle"].iloc[0]
+        layer = select_layer(inc["dev"].to_numpy(), float(oracle["dev"]), delta)
+        at = inc[inc["layer"] == layer].iloc[0]
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "selected layer": int(layer),
+                "last layer": int(inc["layer"].max()),
+                "oracle dev": float(oracle["dev"]),
+                "dev at selected": float(at["dev"]),
+                "oracle test": float(oracle["test"]),
+                "test at selected": float(at["test"]),
+            }
+        )
+    return pd.DataFrame(rows).set_index(["model", "task"])
+
+
+def neuron_ranking(model: str, task_name: str, cfg: Config) -> np.ndarray:
+    """Global neuron ids in LCA order of the oracle probe's weights (most important first)."""
+    from .ranking import rank_neurons
+
+    return rank_neurons(oracle_probe(model, task_name, cfg))
+
+
+def minimal_set_for(model: str, task_name: str, cfg: Config, *, progress: bool = True) -> dict:
+    """Minimal set of top-ranked neurons keeping the oracle's dev score within ``cfg.delta``.
+
+    Returns
+    -------
+    dict
+        ``n_neurons``, ``n_total``, ``percent`` (of all neurons), ``passed``, ``dev``,
+        ``test`` (of the minimal-set probe), ``oracle_dev``, ``oracle_test``, ``curve``
+        (DataFrame ``percent``, ``k``, ``dev`` for every size tried) and ``layer_share``
+        (fraction of the set in each layer).
+    """
+    from . import probes, ranking
+
+    key = _probe_key("minimal_set", model, task_name, cfg, modules=("probes", "ranking"), delta=cfg.delta)
+
+    def compute():
+        task, splits = _probe_data(model, task_name, cfg)
+        oracle = oracle_scores(model, task_name, cfg)
+        order = neuron_ranking(model, task_name, cfg)
+        train = splits["train"]
+        pk = cfg.probe_options()
+        res = ranking.minimal_set(
+            train.X,
+            train.labels,
+            splits["dev"].X,
+            splits["dev"].labels,
+            order,
+            base_score=oracle["dev"],
+            delta=cfg.delta,
+            metric=task.metric,
+            progress=progress,
+            kind=task.kind,
+            **pk,
+        )
+        test = probes.evaluate(res.probe, splits["test"].X, splits["test"].labels, task.metric, device=cfg.device)
+        share = np.bincount(np.asarray(res.neurons) // train.n_hidden, minlength=train.n_layers) / max(res.k, 1)
+        return {
+            "n_neurons": res.k,
+            "n_total": train.n_neurons,
+            "percent": 100.0 * res.k / train.n_neurons,
+            "grid_percent": res.percent,
+            "passed": res.passed,
+            "dev": res.dev_score,
+            "test": test,
+            "oracle_dev": oracle["dev"],
+            "oracle_test": oracle["test"],
+            "curve": res.curve.rename(columns={"dev_score": "dev"}).to_dict(orient="list"),
+            "layer_share": share.tolist(),
+        }
+
+    result = _cached_json("minimal_set", key, compute)
+    result["curve"] = pd.DataFrame(result["curve"])
+    result["layer_share"] = pd.Series(result["layer_share"], name="share")
+    return result
+
+
+def transfer_table(model: str, task_name: str, cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+    """LayerSelector + CC + FS for every pair of ``cfg.delta_pairs`` (shared work).
+
+    The incremental probes are those of :func:`layer_probe_scores`.
+
+    Returns
+    -------
+    DataFrame
+        One row per pair: ``delta_ls``, ``delta_fs``, ``layer``, ``n_all``, ``n_ls``,
+        ``n_cc``, ``n_fs``, test and dev scores per step (``test_oracle``, ``test_ls``,
+        ``test_cc``, ``test_fs``, ``dev_...``), ``reduction`` (% of neurons removed),
+        ``percent_kept`` and ``score_kept`` (final test score, % of the oracle's).
+    """
+    from .transfer import IncrementalScores, TransferResult, ccfs_sweep
+
+    key = _probe_key(
+        "transfer",
+        model,
+        task_name,
+        cfg,
+        modules=("probes", "similarity", "clustering", "ranking", "transfer"),
+        pairs=[list(p) for p in cfg.delta_pairs],
+        threshold=cfg.cc_threshold,
+        representative=cfg.representative,
+    )
+
+    def compute():
+        task, splits = _probe_data(model, task_name, cfg)
+        scores = layer_probe_scores(model, task_name, cfg)
+        inc = scores[scores["kind"] == "incremental"].sort_values("layer")
+        incremental = IncrementalScores(dev=inc["dev"].tolist(), test=inc["test"].tolist(), metric=task.metric)
+        pk = cfg.probe_options()
+        pk["probe_random_state"] = pk.pop("random_state")
+        train = splits["train"]
+        results = ccfs_sweep(
+            train.X,
+            train.labels,
+            splits["dev"].X,
+            splits["dev"].labels,
+            splits["test"].X,
+            splits["test"].labels,
+            deltas=cfg.delta_pairs,
+            incremental=incremental,
+            n_layers=train.n_layers,
+            n_hidden=train.n_hidden,
+            threshold=cfg.cc_threshold,
+            representative=cfg.representative,
+            random_state=cfg.random_state,
+            metric=task.metric,
+            kind=task.kind,
+            progress=progress,
+            **pk,
+        )
+        return [r.to_json() for r in results]
+
+    rows = []
+    for text in _cached_json("transfer", key, compute):
+        r = TransferResult.from_json(text)
+        row = {
+            "delta_ls": r.delta_ls,
+            "delta_fs": r.delta_fs,
+            "layer": r.layer,
+            "n_all": r.n_all,
+            "n_ls": r.n_ls,
+            "n_cc": r.n_cc,
+            "n_fs": r.n_fs,
+        }
+        row.update({f"test_{step}": r.test[step] for step in ("oracle", "ls", "cc", "fs")})
+        row.update({f"dev_{step}": r.dev[step] for step in ("oracle", "ls", "cc", "fs")})
+        row["reduction"] = r.reduction
+        row["percent_kept"] = 100.0 * r.n_fs / r.n_all
+        row["score_kept"] = 100.0 * r.test["fs"] / r.test["oracle"] if r.test["oracle"] else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+def forward_timing(model: str, cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+    """Per-instance forward-pass time when stopping after each layer (cached measurement).
+
+    Times ``cfg.timing_instances`` test sentences of the first task with
+    :func:`redundancy.timing.time_forward`. Delete ``cache_dir("results")/timing`` (or change
+    a parameter) to measure again.
+
+    Returns
+    -------
+    DataFrame
+        ``layer``, ``ms_per_instance``, ``full_ms_per_instance``, ``speedup``, ``device``, ...
+    """
+    from ._utils import resolve_device
+    from .models import model_identity
+    from .timing import time_forward
+
+    task_name = cfg.tasks[0]
+    task = get_task(task_name, cfg)
+    sentences = list(task.test.sentences)[: cfg.timing_instances]
+    key = _key(
+        "forward_timing",
+        ("timing",),
+        model=model_identity(model),
+        task=task.fingerprint("test"),
+        n=cfg.timing_instances,
+        batch_size=cfg.batch_size,
+        device=resolve_device(cfg.device),
+    )
+
+    def compute():
+        df = time_forward(model, sentences, batch_size=cfg.batch_size, device=cfg.device, progress=progress)
+        return df.to_dict(orient="records")
+
+    df = pd.DataFrame(_cached_json("timing", key, compute))
+    df["sentences from"] = f"{task_name} test"
+    return df
+
+
+def probe_timing(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+    """Seconds to train the paper's probe (``cfg.probe_epochs`` epochs, 2 classes) on
+    ``cfg.timing_probe_instances`` synthetic instances for each of ``cfg.timing_features``
+    feature counts (:func:`redundancy.timing.time_probe`; cached measurement).
+
+    Returns
+    -------
+    DataFrame
+        ``n_features``, ``seconds``, ``n_instances``, ``n_classes``, ``epochs``, ``device``.
+    """
+    from ._utils import resolve_device
+    from .timing import time_probe
+
+    key = _key(
+        "probe_timing",
+        ("timing", "probes"),
+        features=list(cfg.timing_features),
+        n=cfg.timing_probe_instances,
+        epochs=cfg.probe_epochs,
+        device=resolve_device(cfg.device),
+    )
+
+    def compute():
+        df = time_probe(
+            cfg.timing_features,
+            n_instances=cfg.timing_probe_instances,
+            epochs=cfg.probe_epochs,
+            random_state=cfg.random_state,
+            device=cfg.device,
+            progress=progress,
+        )
+        return df.to_dict(orient="records")
+
+    return pd.DataFrame(_cached_json("timing", key, compute))

