@@ -55,9 +55,9 @@ DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 _ROW_BLOCK = 512
 # Pairs within threshold + _EDGE_SLACK count as edges of the component graph. Any slack >= 0
-# keeps the result exact (a coarser partition into components is still valid); a little slack
-# guards against the last-ulp rounding of the averages scipy computes.
-_EDGE_SLACK = 1e-7
+# keeps the result exact (a coarser partition into components is still valid); the slack
+# exceeds the float32 spacing near 1 and the rounding of the averages scipy computes.
+_EDGE_SLACK = 1e-6
 # Beyond this many edges the component graph would cost more than it saves: use the full tree.
 _MAX_EDGES = 5_000_000
 
@@ -127,17 +127,17 @@ def _check_n_hidden(n_hidden, d: int, caller: str) -> int:
 def _distance_rows(corr: np.ndarray, i0: int, i1: int) -> np.ndarray:
     """Distances ``1 - |(rho + rho^T) / 2|`` for rows ``i0:i1`` and columns ``i0:``, float64.
 
-    NaN correlations count as 0 (distance 1), as in the paper's pipeline; symmetrising is
-    a no-op for the exactly symmetric output of :func:`redundancy.similarity.correlation`.
+    NaN correlations count as 0 (distance 1), as in the paper's pipeline. Symmetrising is
+    done in the dtype of ``corr`` (exact for the exactly symmetric output of
+    :func:`redundancy.similarity.correlation`, and float64 arithmetic for float64 input).
     """
-    upper = corr[i0:i1, i0:].astype(np.float64)
-    upper += corr[i0:, i0:i1].T
+    upper = corr[i0:i1, i0:] + corr[i0:, i0:i1].T
     upper *= 0.5
     np.nan_to_num(upper, copy=False, nan=0.0)
     np.abs(upper, out=upper)
-    np.subtract(1.0, upper, out=upper)
-    np.clip(upper, 0.0, None, out=upper)
-    return upper
+    dist = np.subtract(1.0, upper, dtype=np.float64)
+    np.clip(dist, 0.0, None, out=dist)
+    return dist
 
 
 def _upper_mask(i0: int, i1: int, d: int) -> np.ndarray:
@@ -202,19 +202,26 @@ def _relabel(raw: np.ndarray) -> np.ndarray:
 
 
 def _component_graph(corr: np.ndarray, threshold: float):
-    """Connected components of ``{(i, j): 1 - |rho_ij| <= threshold}``, or None if too dense."""
+    """Components of a graph containing every pair at distance ``<= threshold``, or None.
+
+    ``|(rho_ij + rho_ji) / 2| <= max(|rho_ij|, |rho_ji|)``, so marking ``(i, j)`` whenever
+    either ``|rho_ij|`` or ``|rho_ji|`` reaches ``1 - threshold`` gives a superset of those
+    pairs from plain row blocks (no transposed reads, no float64 copies). A superset only
+    merges components, which keeps the per-component clustering exact.
+    """
     d = corr.shape[0]
+    cut = corr.dtype.type(1.0 - threshold - _EDGE_SLACK)
     rows, cols, n_edges = [], [], 0
     for i0 in range(0, d, _ROW_BLOCK):
         i1 = min(i0 + _ROW_BLOCK, d)
-        close = _distance_rows(corr, i0, i1) <= threshold + _EDGE_SLACK
-        close &= _upper_mask(i0, i1, d)
-        r, c = np.nonzero(close)
-        n_edges += r.size
-        if n_edges > _MAX_EDGES:
+        block = corr[i0:i1]
+        r, c = np.nonzero((block >= cut) | (block <= -cut))
+        keep = r + i0 != c
+        n_edges += int(keep.sum())
+        if n_edges > 2 * _MAX_EDGES:
             return None
-        rows.append((r + i0).astype(np.int32))
-        cols.append((c + i0).astype(np.int32))
+        rows.append((r[keep] + i0).astype(np.int32))
+        cols.append(c[keep].astype(np.int32))
     r, c = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(d, d))
     _, comp = connected_components(graph, directed=False)
@@ -236,10 +243,8 @@ def _cluster_by_components(corr: np.ndarray, threshold: float) -> np.ndarray | N
     # Components of two neurons: one merge, at their distance (vectorised).
     pair_starts = starts[sizes == 2]
     a, b = order[pair_starts], order[pair_starts + 1]
-    sym = np.abs(
-        (corr[a, b].astype(np.float64) + corr[b, a].astype(np.float64)) * 0.5
-    )  # same arithmetic as _distance_rows
-    joined = 1.0 - np.nan_to_num(sym, nan=0.0) <= threshold
+    sym = np.abs(np.nan_to_num((corr[a, b] + corr[b, a]) * 0.5, nan=0.0))
+    joined = np.subtract(1.0, sym, dtype=np.float64) <= threshold  # as in _distance_rows
     raw[b[joined]] = a[joined]
 
     # Larger components: average linkage on the sub-matrix (a loop over components only).

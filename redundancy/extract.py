@@ -45,7 +45,7 @@ FULL_CHECKSUM_BYTES = 1 << 30
 """Arrays up to this size are hashed in full on load; larger ones on a fixed sample of rows."""
 N_SAMPLE_ROWS = 257
 SENTENCE_MAX_LENGTH = 128
-_WORD_ARRAYS = ("acts", "labels", "sentence_index")
+_WORD_ARRAYS = ("acts", "sentence_index")
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +467,7 @@ class _CacheError(Exception):
     pass
 
 
-def _load_cached(folder: Path, key: str, shape: tuple, dtype: str, labels: np.ndarray):
+def _load_cached(folder: Path, key: str, shape: tuple, dtype: str):
     """Open a finished cache; raise _CacheError when anything disagrees with what is expected."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -493,8 +493,6 @@ def _load_cached(folder: Path, key: str, shape: tuple, dtype: str, labels: np.nd
         arrays[name] = arr
     if arrays["acts"].shape != tuple(shape) or str(arrays["acts"].dtype) != dtype:
         raise _CacheError("acts.npy has the wrong shape or dtype")
-    if not np.array_equal(arrays["labels"], labels):
-        raise _CacheError("labels.npy differs from task.encode(split)")
     return manifest, arrays
 
 
@@ -631,7 +629,9 @@ def extract(
     identity = model_identity(model)
     key_inputs = {
         "model": identity,
-        "data": task.fingerprint(split),
+        # the text alone: labels are attached from the task on every load, so they can never
+        # be stale, and tasks over the same sentences share one cache entry
+        "data": sp.text_fingerprint(),
         "level": task.level,
         "reduce": aggregation if token_level else pooling,
         "dtype": dtype,
@@ -651,7 +651,7 @@ def extract(
         if model in ("minilm", "mpnet")
         else (Path(path).name if Path(path).is_dir() else path)
     )
-    folder = root / _slug(label) / (f"{_slug(task.name)}-{split}-{key}")
+    folder = root / _slug(label) / f"{task.level}-{split}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
 
     with _folder_lock(folder):  # one writer per cache folder across processes
@@ -661,7 +661,7 @@ def extract(
             meta["path"] = str(folder)
             return Activations(
                 acts=arrays["acts"],
-                labels=arrays["labels"],
+                labels=labels,
                 label_names=tuple(task.label_names),
                 sentence_index=arrays["sentence_index"],
                 model=str(model),
@@ -671,7 +671,7 @@ def extract(
             )
 
         try:
-            manifest, arrays = _load_cached(folder, key, shape, dtype, labels)
+            manifest, arrays = _load_cached(folder, key, shape, dtype)
             logger.info("activations loaded from %s", folder)
             return result(manifest, arrays)
         except FileNotFoundError:
@@ -784,14 +784,12 @@ def extract(
             else np.ones(len(sp), dtype=np.int64)
         )
         sentence_index = np.repeat(np.arange(len(sp), dtype=np.int32), lengths_words)
-        np.save(folder / "labels.npy", labels)
         np.save(folder / "sentence_index.npy", sentence_index)
         acts.flush()
         del acts
         acts = np.load(acts_path, mmap_mode="r")
         checksums = {
             "acts": _checksum(acts),
-            "labels": _checksum(np.load(folder / "labels.npy", mmap_mode="r")),
             "sentence_index": _checksum(np.load(folder / "sentence_index.npy", mmap_mode="r")),
         }
         n_done_now = sum(sizes[i] for i in todo)
@@ -829,7 +827,6 @@ def extract(
         progress_path.unlink(missing_ok=True)
         arrays = {
             "acts": acts,
-            "labels": np.load(folder / "labels.npy", mmap_mode="r"),
             "sentence_index": np.load(folder / "sentence_index.npy", mmap_mode="r"),
         }
         logger.info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from conftest import make_sentence_task, make_token_task
 from transformers import AutoModel, AutoTokenizer
 
 import redundancy.extract as ex
-from redundancy.data.base import Split, Task, label_vocabulary
+from redundancy.data.base import UNSEEN_LABEL, Split, Task, label_vocabulary
 from redundancy.extract import (
     Activations,
     align_words,
@@ -283,7 +284,7 @@ def _only_folder(root):
     return folder
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "labels"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "index"])
 def test_damaged_cache_is_rebuilt(tiny_bert, tmp_path, monkeypatch, damage):
     task = make_token_task(4)
     clean = np.array(extract(tiny_bert, task, cache_dir=tmp_path, progress=False).acts)
@@ -300,7 +301,7 @@ def test_damaged_cache_is_rebuilt(tiny_bert, tmp_path, monkeypatch, damage):
         manifest["key"] = "0" * 16
         (folder / "manifest.json").write_text(json.dumps(manifest))
     else:
-        np.save(folder / "labels.npy", np.zeros(len(clean), dtype=np.int64))
+        np.save(folder / "sentence_index.npy", np.zeros(len(clean), dtype=np.int32))
     counter = _Counter()
     monkeypatch.setattr(ex, "_forward", counter)
     with pytest.warns(UserWarning, match="rebuilding"):
@@ -355,3 +356,23 @@ def test_minilm_few_sentences(tmp_path):
 def test_bad_arguments(tiny_bert, token_task, kwargs, match):
     with pytest.raises(ValueError, match=match):
         extract(tiny_bert, token_task, progress=False, **kwargs)
+
+
+def test_tasks_over_the_same_sentences_share_the_cache(tiny_bert, tmp_path, monkeypatch):
+    task = make_token_task(4)
+    first = extract(tiny_bert, task, cache_dir=tmp_path, progress=False)
+    relabelled = dataclasses.replace(
+        task,
+        name="other",
+        train=dataclasses.replace(
+            task.train, labels=[tuple("Y" for _ in s) for s in task.train.sentences]
+        ),
+        label_names=("Y", UNSEEN_LABEL),
+    )
+    counter = _Counter()
+    monkeypatch.setattr(ex, "_forward", counter)
+    second = extract(tiny_bert, relabelled, cache_dir=tmp_path, progress=False)
+    assert counter.calls == 0
+    np.testing.assert_array_equal(second.acts, first.acts)
+    np.testing.assert_array_equal(second.labels, relabelled.encode("train"))
+    assert not np.array_equal(second.labels, first.labels)

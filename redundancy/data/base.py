@@ -50,8 +50,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.sentences)
 
+    def text_fingerprint(self) -> str:
+        """Hash of the text alone (ids and sentences, not labels): the activation cache key, so
+        tasks over the same sentences (``brown-pos`` and ``brown-upos``) share activations."""
+        return hash_strings(i + "\x1e" + "\x1f".join(s) for s, i in zip(self.sentences, self.ids))
+
     def fingerprint(self) -> str:
-        """Hash of the content (sentences, labels, ids); part of every activation cache key."""
+        """Hash of the content (sentences, labels, ids)."""
 
         def rows():
             for s, y, i in zip(self.sentences, self.labels, self.ids):
