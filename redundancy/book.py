@@ -111,7 +111,9 @@ def library_source_hash() -> str:
 def notebook_digest(notebook: Path, parameters: dict, extra: str = "") -> str:
     """Hash of what an executed copy depends on: notebook source, parameters, library source."""
     nb_hash = hashlib.sha256(notebook.read_bytes()).hexdigest()
-    return stable_hash({"nb": nb_hash, "params": parameters, "lib": library_source_hash(), "extra": extra})
+    return stable_hash(
+        {"nb": nb_hash, "params": parameters, "lib": library_source_hash(), "extra": extra}
+    )
 
 
 def _results_hash(results_dir: Path) -> str:
@@ -164,7 +166,12 @@ def execute_notebooks(
         stamp = out_dir / f"{nb.stem}.hash"
         extra = _results_hash(results_dir) if "summary" in nb.stem else ""
         digest = notebook_digest(nb, parameters, extra)
-        if not force and target.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        if (
+            not force
+            and target.is_file()
+            and stamp.is_file()
+            and stamp.read_text().strip() == digest
+        ):
             timings[nb.stem] = {"status": "cached", "seconds": 0.0}
             tqdm.write(f"  {nb.stem:28s} unchanged, kept {target}")
             continue
@@ -195,7 +202,9 @@ def execute_notebooks(
     tpath = out_dir / "timings.json"
     if tpath.is_file():
         previous = json.loads(tpath.read_text())
-    previous.update({k: v for k, v in timings.items() if v["status"] == "executed" or k not in previous})
+    previous.update(
+        {k: v for k, v in timings.items() if v["status"] == "executed" or k not in previous}
+    )
     atomic_write_text(tpath, json.dumps(previous, indent=1))
     return timings
 
@@ -218,7 +227,9 @@ def toc_files(toc_path: Path) -> list[str]:
                 walk(item)
 
     walk({k: v for k, v in toc.items() if k != "root"})
-    return [str(Path(f).with_suffix("")) if Path(f).suffix in (".md", ".ipynb") else f for f in files]
+    return [
+        str(Path(f).with_suffix("")) if Path(f).suffix in (".md", ".ipynb") else f for f in files
+    ]
 
 
 def _tag_parameter_cells(src: Path, dst: Path) -> None:
@@ -233,7 +244,9 @@ def _tag_parameter_cells(src: Path, dst: Path) -> None:
     nbformat.write(nb, str(dst))
 
 
-def assemble_book(executed_dir: Path, book_src: Path, target: Path, notebooks: Sequence[Path]) -> Path:
+def assemble_book(
+    executed_dir: Path, book_src: Path, target: Path, notebooks: Sequence[Path]
+) -> Path:
     """Copy the book pages and the executed notebooks into ``target`` (a jupyter-book source)."""
     missing = [nb.name for nb in notebooks if not (executed_dir / nb.name).is_file()]
     if missing:
@@ -273,7 +286,9 @@ def run_jupyter_book(source: Path, *, strict: bool = True) -> Path:
     if proc.returncode != 0:
         log = (proc.stdout + "\n" + proc.stderr).strip().splitlines()
         tail = "\n".join(log[-40:])
-        raise RuntimeError(f"jupyter-book build of {source} failed (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(
+            f"jupyter-book build of {source} failed (exit {proc.returncode}):\n{tail}"
+        )
     html = source / "_build" / "html"
     if not (html / "index.html").is_file():
         raise RuntimeError(f"jupyter-book build finished but {html / 'index.html'} is missing.")
@@ -343,7 +358,11 @@ def build_book(
     start = time.perf_counter()
     timings = execute_notebooks(chosen, parameters, out_dir, force=force, progress=progress)
     ran = sum(t["seconds"] for t in timings.values())
-    logger.info("Notebooks done in %.1f s (%d executed)", ran, sum(t["status"] == "executed" for t in timings.values()))
+    logger.info(
+        "Notebooks done in %.1f s (%d executed)",
+        ran,
+        sum(t["status"] == "executed" for t in timings.values()),
+    )
     if not build_html:
         return out_dir
     source = assemble_book(out_dir, Path(book_dir or BOOK_DIR), out_dir / "book", all_notebooks)

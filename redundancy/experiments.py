@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import time
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +76,9 @@ def _as_list(value) -> list:
 def _check_str_list(name, value, *, allow_empty=True):
     items = _as_list(value)
     if not all(isinstance(v, str) and v for v in items) or (not allow_empty and not items):
-        _fail(name, "a list of non-empty strings" + ("" if allow_empty else " (at least one)"), value)
+        _fail(
+            name, "a list of non-empty strings" + ("" if allow_empty else " (at least one)"), value
+        )
     if len(set(items)) != len(items):
         _fail(name, "a list without duplicates", value)
     return tuple(items)
@@ -87,7 +88,11 @@ def _check_int(name, value, *, low=None, optional=False):
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        _fail(name, "an int" + (f" >= {low}" if low is not None else "") + (" or None" if optional else ""), value)
+        _fail(
+            name,
+            "an int" + (f" >= {low}" if low is not None else "") + (" or None" if optional else ""),
+            value,
+        )
     if low is not None and value < low:
         _fail(name, f"an int >= {low}" + (" or None" if optional else ""), value)
     return int(value)
@@ -125,7 +130,13 @@ def _check_mapping(name, value, *, optional=True):
     if value is None and optional:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        _fail(name, "a mapping from task name to " + ("options" if name == "task_options" else "folder") + " or None", value)
+        _fail(
+            name,
+            "a mapping from task name to "
+            + ("options" if name == "task_options" else "folder")
+            + " or None",
+            value,
+        )
     return dict(value)
 
 
@@ -255,7 +266,9 @@ class Config:
         self.thresholds = tuple(
             sorted(_check_float("thresholds", t, low=0, high=1, strict_low=True) for t in ths)
         )
-        self.cc_threshold = _check_float("cc_threshold", self.cc_threshold, low=0, high=1, strict_low=True)
+        self.cc_threshold = _check_float(
+            "cc_threshold", self.cc_threshold, low=0, high=1, strict_low=True
+        )
         self.delta = _check_float("delta", self.delta, low=0, high=100)
         pairs = []
         for pair in _as_list(self.delta_pairs):
@@ -265,14 +278,18 @@ class Config:
         if not pairs:
             _fail("delta_pairs", "a non-empty list of [delta_LS, delta_FS] pairs", self.delta_pairs)
         self.delta_pairs = tuple(pairs)
-        self.representative = _check_choice("representative", self.representative, ("random", "central"))
+        self.representative = _check_choice(
+            "representative", self.representative, ("random", "central")
+        )
         self.random_state = _check_int("random_state", self.random_state, low=0)
         if self.device is not None and not isinstance(self.device, str):
             _fail("device", "a string such as 'cpu' or 'cuda', or None", self.device)
         self.timing_instances = _check_int("timing_instances", self.timing_instances, low=1)
         feats = _as_list(self.timing_features)
         self.timing_features = tuple(_check_int("timing_features", f, low=1) for f in feats)
-        self.timing_probe_instances = _check_int("timing_probe_instances", self.timing_probe_instances, low=1)
+        self.timing_probe_instances = _check_int(
+            "timing_probe_instances", self.timing_probe_instances, low=1
+        )
         if self.results_dir is not None and not isinstance(self.results_dir, (str, os.PathLike)):
             _fail("results_dir", "a folder path or None", self.results_dir)
         if self.results_dir is not None:
@@ -291,7 +308,9 @@ class Config:
         ``source`` names where the mapping came from (a file, a notebook) in error messages.
         """
         if not isinstance(params, Mapping):
-            raise ValueError(f"{source} must be a mapping of parameter -> value. Got {type(params).__name__} instead.")
+            raise ValueError(
+                f"{source} must be a mapping of parameter -> value. Got {type(params).__name__} instead."
+            )
         valid = cls.parameter_names()
         unknown = [k for k in params if k not in valid]
         if unknown:
@@ -312,7 +331,9 @@ class Config:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"Parameter file {str(path)!r} does not exist; see the params/ folder.")
+            raise FileNotFoundError(
+                f"Parameter file {str(path)!r} does not exist; see the params/ folder."
+            )
         data = yaml.safe_load(path.read_text()) or {}
         return cls.from_dict(data, source=str(path))
 
@@ -321,18 +342,27 @@ class Config:
         """Validate the parameters a notebook holds as globals (after papermill injected its own).
 
         Call it in the cell right after the ``parameters`` cell, with ``globals()``: every
-        global that is not private, a module, a function, a class or IPython's own is taken
-        as a parameter, so a mistyped ``papermill -p probe_epoch 1`` is refused here.
+        global holding a plain value (None, bool, number, str, list, tuple, dict) that is not
+        private or IPython's own is taken as a parameter, so a mistyped
+        ``papermill -p probe_epoch 1`` is refused here. Modules, functions, classes and
+        objects such as DataFrames are ignored.
         """
         ignore = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+        plain = (type(None), bool, int, float, str, list, tuple, dict)
         params = {
             k: v
             for k, v in namespace.items()
-            if not k.startswith("_")
-            and k not in ignore
-            and not isinstance(v, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+            if not k.startswith("_") and k not in ignore and isinstance(v, plain)
         }
-        return cls.from_dict(params, source="the notebook's parameters")
+        try:
+            return cls.from_dict(params, source="the notebook's parameters")
+        except ValueError as exc:
+            if "Unknown parameter" not in str(exc):
+                raise
+            raise ValueError(
+                f"{exc} (Re-running this cell after later cells in JupyterLab also triggers this: "
+                "restart the kernel and run the notebook from the top.)"
+            ) from None
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-friendly dict (tuples become lists); round-trips through from_dict."""
@@ -360,7 +390,9 @@ class Config:
 
     def results_path(self) -> Path:
         """Folder of this run's verdicts (created)."""
-        path = Path(self.results_dir) if self.results_dir else cache_dir("runs") / self.fingerprint()
+        path = (
+            Path(self.results_dir) if self.results_dir else cache_dir("runs") / self.fingerprint()
+        )
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -406,9 +438,13 @@ class Config:
             else:
                 how = PAPER_TASK_SOURCES.get(task, "the task's files")
             if not folder:
-                missing.append(f"task {task!r}: no data_dir given; set data_dir: {{{task}: FOLDER}} to {how}")
+                missing.append(
+                    f"task {task!r}: no data_dir given; set data_dir: {{{task}: FOLDER}} to {how}"
+                )
             elif not Path(os.path.expanduser(str(folder))).exists():
-                missing.append(f"task {task!r}: data_dir {str(folder)!r} does not exist; it must hold {how}")
+                missing.append(
+                    f"task {task!r}: data_dir {str(folder)!r} does not exist; it must hold {how}"
+                )
         return missing
 
     def check_inputs(self) -> None:
@@ -434,7 +470,11 @@ def _model_problem(model: str) -> str | None:
         return None
     path = Path(os.path.expanduser(model))
     if path.is_dir():
-        return None if (path / "config.json").is_file() else f"model {model!r}: folder has no config.json"
+        return (
+            None
+            if (path / "config.json").is_file()
+            else f"model {model!r}: folder has no config.json"
+        )
     if model.startswith((".", "/", "~")):
         return f"model {model!r}: folder does not exist"
     try:
@@ -471,7 +511,9 @@ def _source_hash(*modules: str) -> str:
 
 
 def _key(step: str, modules: tuple[str, ...], **inputs) -> str:
-    return stable_hash({"step": step, "version": __version__, "source": _source_hash(*modules), **inputs})
+    return stable_hash(
+        {"step": step, "version": __version__, "source": _source_hash(*modules), **inputs}
+    )
 
 
 def _cached_json(step: str, key: str, compute: Callable[[], object], *, force: bool = False):
@@ -602,7 +644,9 @@ def finetuned_model(model: str, task_name: str, cfg: Config, *, progress: bool =
     return str(path)
 
 
-def features_model(model: str, task_name: str, cfg: Config, *, finetuned: bool | None = None) -> str:
+def features_model(
+    model: str, task_name: str, cfg: Config, *, finetuned: bool | None = None
+) -> str:
     """The model whose activations represent ``task_name``: fine-tuned for sentence tasks
     (when ``cfg.finetune``), pretrained otherwise. ``finetuned`` forces one or the other."""
     if finetuned is None:
@@ -632,7 +676,9 @@ def get_activations(
     from .extract import extract
 
     source = features_model(model, task_name, cfg, finetuned=finetuned)
-    acts = extract(source, get_task(task_name, cfg), split, progress=progress, **cfg.extract_options())
+    acts = extract(
+        source, get_task(task_name, cfg), split, progress=progress, **cfg.extract_options()
+    )
     acts.model = model if source == model else f"{model} (fine-tuned on {task_name})"
     return acts
 
@@ -650,13 +696,19 @@ def extraction_table(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
                 start = time.perf_counter()
                 acts = get_activations(model, task, split, cfg, progress=progress)
                 timings = acts.meta.get("timings") or {}
-                recorded = timings.get("total_s", timings.get("seconds")) if isinstance(timings, dict) else None
+                recorded = (
+                    timings.get("total_s", timings.get("seconds"))
+                    if isinstance(timings, dict)
+                    else None
+                )
                 rows.append(
                     {
                         "model": model,
                         "task": task,
                         "split": split,
-                        "features from": "fine-tuned" if "fine-tuned" in acts.model else "pretrained",
+                        "features from": "fine-tuned"
+                        if "fine-tuned" in acts.model
+                        else "pretrained",
                         "instances": acts.n_instances,
                         "layers": acts.n_layers,
                         "hidden": acts.n_hidden,
@@ -676,14 +728,18 @@ def _model_key(model: str, task_name: str, cfg: Config, finetuned: bool | None =
     return {
         "model": model_identity(source),
         "task": [task.fingerprint(s) for s in ("train", "dev", "test")],
-        "extract": {k: v for k, v in cfg.extract_options().items() if k not in ("batch_size", "device")},
+        "extract": {
+            k: v for k, v in cfg.extract_options().items() if k not in ("batch_size", "device")
+        },
     }
 
 
 # --------------------------------------------------------------------------------------------
 # Layer-level analyses
 # --------------------------------------------------------------------------------------------
-def layer_cka(model: str, task_name: str, cfg: Config, *, finetuned: bool | None = False) -> np.ndarray:
+def layer_cka(
+    model: str, task_name: str, cfg: Config, *, finetuned: bool | None = False
+) -> np.ndarray:
     """Linear CKA between every pair of layers on the training split, cached.
 
     ``finetuned=False`` (default) uses the pretrained model, as the paper's general analysis.
@@ -740,16 +796,28 @@ def _train_and_score(task, splits, subsets, cfg, *, progress=True):
         **cfg.probe_options(),
     )
     metric = task.metric
-    dev = probes.evaluate_probes(trained, splits["dev"].X, splits["dev"].labels, metric, device=cfg.device)
-    test = probes.evaluate_probes(trained, splits["test"].X, splits["test"].labels, metric, device=cfg.device)
+    dev = probes.evaluate_probes(
+        trained, splits["dev"].X, splits["dev"].labels, metric, device=cfg.device
+    )
+    test = probes.evaluate_probes(
+        trained, splits["test"].X, splits["test"].labels, metric, device=cfg.device
+    )
     return trained, dev, test
 
 
 def _probe_key(step, model, task_name, cfg, modules=("probes",), **extra):
-    return _key(step, modules, features=_model_key(model, task_name, cfg), probe=cfg.probe_options(), **extra)
+    return _key(
+        step,
+        modules,
+        features=_model_key(model, task_name, cfg),
+        probe=cfg.probe_options(),
+        **extra,
+    )
 
 
-def layer_probe_scores(model: str, task_name: str, cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+def layer_probe_scores(
+    model: str, task_name: str, cfg: Config, *, progress: bool = True
+) -> pd.DataFrame:
     """Probe scores of every layer alone, of layers 0..l, and of the oracle (all layers).
 
     All ``2 L`` probes are trained together (:func:`redundancy.probes.train_probes` reads each
@@ -773,12 +841,36 @@ def layer_probe_scores(model: str, task_name: str, cfg: Config, *, progress: boo
         rows = []
         for layer in range(L):
             name = f"layer {layer}"
-            rows.append({"kind": "layer", "layer": layer, "n_neurons": H, "dev": dev[name], "test": test[name]})
+            rows.append(
+                {
+                    "kind": "layer",
+                    "layer": layer,
+                    "n_neurons": H,
+                    "dev": dev[name],
+                    "test": test[name],
+                }
+            )
         for layer in range(L):
             name = f"layers 0-{layer}"
-            rows.append({"kind": "incremental", "layer": layer, "n_neurons": (layer + 1) * H, "dev": dev[name], "test": test[name]})
+            rows.append(
+                {
+                    "kind": "incremental",
+                    "layer": layer,
+                    "n_neurons": (layer + 1) * H,
+                    "dev": dev[name],
+                    "test": test[name],
+                }
+            )
         last = f"layers 0-{L - 1}"
-        rows.append({"kind": "oracle", "layer": L - 1, "n_neurons": L * H, "dev": dev[last], "test": test[last]})
+        rows.append(
+            {
+                "kind": "oracle",
+                "layer": L - 1,
+                "n_neurons": L * H,
+                "dev": dev[last],
+                "test": test[last],
+            }
+        )
         _store_oracle(key, trained[last])
         return {"rows": rows, "metric": task.metric}
 
@@ -844,7 +936,19 @@ def neuron_correlation(model: str, task_name: str, cfg: Config) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
 PAPER_MODELS = ("bert-base-cased", "xlnet-base-cased")
-PAPER_TASKS = ("pos", "sem", "ccg", "chunking", "glue-sst2", "glue-mrpc", "glue-mnli", "glue-qnli", "glue-qqp", "glue-rte", "glue-stsb")
+PAPER_TASKS = (
+    "pos",
+    "sem",
+    "ccg",
+    "chunking",
+    "glue-sst2",
+    "glue-mrpc",
+    "glue-mnli",
+    "glue-qnli",
+    "glue-qqp",
+    "glue-rte",
+    "glue-stsb",
+)
 MODEL_NOTES = {
     "minilm": "all-MiniLM-L6-v2 (BERT architecture, 6 layers x 384: 7 x 384 = 2,688 features), a sentence-embedding fine-tune distilled from MiniLM, not a raw pretrained checkpoint",
     "mpnet": "all-mpnet-base-v2 (MPNet, 12 layers x 768: 13 x 768 = 9,984 features, the paper's size), a sentence-embedding fine-tune of MPNet, not a raw pretrained checkpoint",
@@ -900,7 +1004,9 @@ def record_verdict(
         The record written.
     """
     if verdict not in VERDICTS:
-        raise ValueError(f"The 'verdict' parameter of record_verdict must be one of {VERDICTS}. Got {verdict!r} instead.")
+        raise ValueError(
+            f"The 'verdict' parameter of record_verdict must be one of {VERDICTS}. Got {verdict!r} instead."
+        )
     record = {
         "chapter": chapter,
         "claim": claim,
@@ -912,7 +1018,9 @@ def record_verdict(
         "models": list(cfg.models),
         "tasks": list(cfg.tasks),
     }
-    atomic_write_text(cfg.results_path() / f"{chapter}.json", json.dumps(record, indent=1, default=_json_default))
+    atomic_write_text(
+        cfg.results_path() / f"{chapter}.json", json.dumps(record, indent=1, default=_json_default)
+    )
     return record
 
 
@@ -933,8 +1041,12 @@ def deviations(cfg: Config) -> str:
     items = []
     other = [m for m in cfg.models if m not in PAPER_MODELS]
     if other:
-        notes = "; ".join(f"`{m}`: {MODEL_NOTES.get(m, 'a model the paper did not use')}" for m in other)
-        items.append(f"**Models** differ from the paper's bert-base-cased and xlnet-base-cased: {notes}.")
+        notes = "; ".join(
+            f"`{m}`: {MODEL_NOTES.get(m, 'a model the paper did not use')}" for m in other
+        )
+        items.append(
+            f"**Models** differ from the paper's bert-base-cased and xlnet-base-cased: {notes}."
+        )
     brown = [t for t in cfg.tasks if t in BROWN_TASKS]
     if brown:
         items.append(
@@ -949,25 +1061,51 @@ def deviations(cfg: Config) -> str:
             items.append(f"`{task}`: first {train:,} training tokens instead of 150,000.")
         caps = {k: v for k, v in opts.items() if k in ("dev_tokens", "test_tokens") and v}
         if caps:
-            items.append(f"`{task}`: dev/test capped ({', '.join(f'{k} = {v:,}' for k, v in caps.items())}) instead of the whole splits.")
+            items.append(
+                f"`{task}`: dev/test capped ({', '.join(f'{k} = {v:,}' for k, v in caps.items())}) instead of the whole splits."
+            )
     for task in cfg.sentence_tasks:
-        caps = {k: v for k, v in cfg.task_options.get(task, {}).items() if k.endswith("_sentences") and v}
+        caps = {
+            k: v
+            for k, v in cfg.task_options.get(task, {}).items()
+            if k.endswith("_sentences") and v
+        }
         if caps:
-            items.append(f"`{task}`: splits capped ({', '.join(f'{k} = {v:,}' for k, v in caps.items())}).")
+            items.append(
+                f"`{task}`: splits capped ({', '.join(f'{k} = {v:,}' for k, v in caps.items())})."
+            )
     if cfg.sentence_tasks:
         if not cfg.finetune:
-            items.append("Sentence-task features come from the pretrained models; the paper fine-tunes first.")
+            items.append(
+                "Sentence-task features come from the pretrained models; the paper fine-tunes first."
+            )
         else:
             if cfg.finetune_max_train_sentences:
-                items.append(f"Fine-tuning uses at most {cfg.finetune_max_train_sentences:,} training sentences (paper: the whole training set).")
+                items.append(
+                    f"Fine-tuning uses at most {cfg.finetune_max_train_sentences:,} training sentences (paper: the whole training set)."
+                )
             if cfg.finetune_epochs != 3:
                 items.append(f"Fine-tuning runs {cfg.finetune_epochs} epoch(s) (paper: 3).")
     paper = Config()
-    for name in ("probe_epochs", "probe_lr", "probe_l1", "probe_l2", "probe_batch_size", "thresholds", "cc_threshold", "delta", "delta_pairs", "representative", "aggregation"):
+    for name in (
+        "probe_epochs",
+        "probe_lr",
+        "probe_l1",
+        "probe_l2",
+        "probe_batch_size",
+        "thresholds",
+        "cc_threshold",
+        "delta",
+        "delta_pairs",
+        "representative",
+        "aggregation",
+    ):
         if getattr(cfg, name) != getattr(paper, name):
             items.append(f"`{name}` = {getattr(cfg, name)!r} (paper: {getattr(paper, name)!r}).")
     if cfg.timing_probe_instances < 100_000:
-        items.append(f"Probe timing on {cfg.timing_probe_instances:,} instances, scaled linearly to the paper's 100,000.")
+        items.append(
+            f"Probe timing on {cfg.timing_probe_instances:,} instances, scaled linearly to the paper's 100,000."
+        )
     if not items:
         return "This run uses the paper's setup."
     return "\n".join(f"- {item}" for item in items)
@@ -1029,7 +1167,9 @@ def cc_sweep(model: str, task_name: str, cfg: Config, *, progress: bool = True) 
     return pd.DataFrame(_cached_json("cc_sweep", key, compute))
 
 
-def cluster_windows_for(model: str, task_name: str, cfg: Config, threshold: float | None = None) -> pd.DataFrame:
+def cluster_windows_for(
+    model: str, task_name: str, cfg: Config, threshold: float | None = None
+) -> pd.DataFrame:
     """Window (layers spanned) and size of every cluster at ``threshold`` (default
     ``cfg.cc_threshold``), from :func:`redundancy.clustering.cluster_windows`.
 
@@ -1042,7 +1182,12 @@ def cluster_windows_for(model: str, task_name: str, cfg: Config, threshold: floa
     from . import clustering
 
     threshold = cfg.cc_threshold if threshold is None else float(threshold)
-    key = _key("windows", ("similarity", "clustering"), features=_model_key(model, task_name, cfg), threshold=threshold)
+    key = _key(
+        "windows",
+        ("similarity", "clustering"),
+        features=_model_key(model, task_name, cfg),
+        threshold=threshold,
+    )
 
     def compute():
         acts = get_activations(model, task_name, "train", cfg)
@@ -1054,7 +1199,9 @@ def cluster_windows_for(model: str, task_name: str, cfg: Config, threshold: floa
         }
 
     arrays = _cached_npz("windows", key, compute)
-    return pd.DataFrame({"window": arrays["window"], "size": arrays["size"], "n_layers": int(arrays["n_layers"])})
+    return pd.DataFrame(
+        {"window": arrays["window"], "size": arrays["size"], "n_layers": int(arrays["n_layers"])}
+    )
 
 
 def selected_layers(scores: pd.DataFrame, delta: float) -> pd.DataFrame:
@@ -1110,7 +1257,9 @@ def minimal_set_for(model: str, task_name: str, cfg: Config, *, progress: bool =
     """
     from . import probes, ranking
 
-    key = _probe_key("minimal_set", model, task_name, cfg, modules=("probes", "ranking"), delta=cfg.delta)
+    key = _probe_key(
+        "minimal_set", model, task_name, cfg, modules=("probes", "ranking"), delta=cfg.delta
+    )
 
     def compute():
         task, splits = _probe_data(model, task_name, cfg)
@@ -1131,8 +1280,12 @@ def minimal_set_for(model: str, task_name: str, cfg: Config, *, progress: bool =
             kind=task.kind,
             **pk,
         )
-        test = probes.evaluate(res.probe, splits["test"].X, splits["test"].labels, task.metric, device=cfg.device)
-        share = np.bincount(np.asarray(res.neurons) // train.n_hidden, minlength=train.n_layers) / max(res.k, 1)
+        test = probes.evaluate(
+            res.probe, splits["test"].X, splits["test"].labels, task.metric, device=cfg.device
+        )
+        share = np.bincount(
+            np.asarray(res.neurons) // train.n_hidden, minlength=train.n_layers
+        ) / max(res.k, 1)
         return {
             "n_neurons": res.k,
             "n_total": train.n_neurons,
@@ -1153,7 +1306,9 @@ def minimal_set_for(model: str, task_name: str, cfg: Config, *, progress: bool =
     return result
 
 
-def transfer_table(model: str, task_name: str, cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+def transfer_table(
+    model: str, task_name: str, cfg: Config, *, progress: bool = True
+) -> pd.DataFrame:
     """LayerSelector + CC + FS for every pair of ``cfg.delta_pairs`` (shared work).
 
     The incremental probes are those of :func:`layer_probe_scores`.
@@ -1183,7 +1338,9 @@ def transfer_table(model: str, task_name: str, cfg: Config, *, progress: bool = 
         task, splits = _probe_data(model, task_name, cfg)
         scores = layer_probe_scores(model, task_name, cfg)
         inc = scores[scores["kind"] == "incremental"].sort_values("layer")
-        incremental = IncrementalScores(dev=inc["dev"].tolist(), test=inc["test"].tolist(), metric=task.metric)
+        incremental = IncrementalScores(
+            dev=inc["dev"].tolist(), test=inc["test"].tolist(), metric=task.metric
+        )
         pk = cfg.probe_options()
         pk["probe_random_state"] = pk.pop("random_state")
         train = splits["train"]
@@ -1224,7 +1381,9 @@ def transfer_table(model: str, task_name: str, cfg: Config, *, progress: bool = 
         row.update({f"dev_{step}": r.dev[step] for step in ("oracle", "ls", "cc", "fs")})
         row["reduction"] = r.reduction
         row["percent_kept"] = 100.0 * r.n_fs / r.n_all
-        row["score_kept"] = 100.0 * r.test["fs"] / r.test["oracle"] if r.test["oracle"] else float("nan")
+        row["score_kept"] = (
+            100.0 * r.test["fs"] / r.test["oracle"] if r.test["oracle"] else float("nan")
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -1262,7 +1421,9 @@ def forward_timing(model: str, cfg: Config, *, progress: bool = True) -> pd.Data
     )
 
     def compute():
-        df = time_forward(model, sentences, batch_size=cfg.batch_size, device=cfg.device, progress=progress)
+        df = time_forward(
+            model, sentences, batch_size=cfg.batch_size, device=cfg.device, progress=progress
+        )
         return df.to_dict(orient="records")
 
     df = pd.DataFrame(_cached_json("timing", key, compute))

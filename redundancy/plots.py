@@ -19,6 +19,8 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 """Colours used in order for models/tasks (colour-blind friendly enough, high contrast)."""
 
 HEATMAP_CMAP = "viridis"
+_REF_COLORS = ("black", "dimgrey", "grey", "darkgrey")
+_REF_STYLES = ("--", ":", "-.", (0, (5, 5)))
 
 _LABELS = {
     "percent_removed": "redundant neurons (% of all)",
@@ -31,7 +33,7 @@ _LABELS = {
     "ms_per_instance": "time per instance (ms)",
     "seconds": "training time (s)",
     "n_features": "features",
-    "layer": "layer",
+    "layer": "forward pass stopped after layer (0 = embeddings)",
     "dev_vs_oracle": "dev score (% of the oracle's)",
     "test_vs_oracle": "test score (% of the oracle's)",
 }
@@ -124,7 +126,9 @@ def plot_cka(
     """
     sim = np.asarray(sim, dtype=float)
     if sim.ndim != 2:
-        raise ValueError(f"The 'sim' parameter of plot_cka must be a 2-D matrix. Got shape {sim.shape} instead.")
+        raise ValueError(
+            f"The 'sim' parameter of plot_cka must be a 2-D matrix. Got shape {sim.shape} instead."
+        )
     ax = _axes(ax)
     image = ax.imshow(sim, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     rows, cols = sim.shape
@@ -140,9 +144,20 @@ def plot_cka(
         for i in range(rows):
             for j in range(cols):
                 v = sim[i, j]
-                light = (v - vmin) / (vmax - vmin or 1.0) > 0.6 if cmap == HEATMAP_CMAP else abs(v) < 0.6 * max(abs(vmin), abs(vmax))
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=size,
-                        color="black" if light else "white")
+                light = (
+                    (v - vmin) / (vmax - vmin or 1.0) > 0.6
+                    if cmap == HEATMAP_CMAP
+                    else abs(v) < 0.6 * max(abs(vmin), abs(vmax))
+                )
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=size,
+                    color="black" if light else "white",
+                )
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
     if title:
@@ -169,21 +184,32 @@ def plot_layer_scores(df: pd.DataFrame, ax=None, *, split: str = "test", title: 
     matplotlib.axes.Axes
     """
     if split not in df.columns:
-        raise ValueError(f"The 'split' parameter of plot_layer_scores must be a column of df ({list(df.columns)}). Got {split!r} instead.")
+        raise ValueError(
+            f"The 'split' parameter of plot_layer_scores must be a column of df ({list(df.columns)}). Got {split!r} instead."
+        )
     ax = _axes(ax)
-    for kind, marker, name in (("layer", "o", "layer l alone"), ("incremental", "s", "layers 0..l")):
+    for kind, marker, name in (
+        ("layer", "o", "layer l alone"),
+        ("incremental", "s", "layers 0..l"),
+    ):
         part = df[df["kind"] == kind].sort_values("layer")
         if len(part):
             ax.plot(part["layer"], _pct(part[split]), marker=marker, markersize=4, label=name)
     oracle = df[df["kind"] == "oracle"]
     if len(oracle):
-        ax.axhline(_pct(oracle[split]).item(), color="black", linestyle="--", linewidth=1, label="oracle (all layers)")
+        ax.axhline(
+            _pct(oracle[split]).item(),
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="oracle (all layers)",
+        )
     layers = df["layer"].dropna()
     if len(layers):
         ax.set_xticks(range(int(layers.min()), int(layers.max()) + 1))
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel(f"{split} score (%)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     if title:
         ax.set_title(title)
     return ax
@@ -193,7 +219,9 @@ def _lines(df, x, y, hue, ax, marker="o"):
     groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=False))
     for name, part in groups:
         part = part.sort_values(x)
-        ax.plot(part[x], part[y], marker=marker, markersize=4, label=None if name is None else str(name))
+        ax.plot(
+            part[x], part[y], marker=marker, markersize=4, label=None if name is None else str(name)
+        )
 
 
 def plot_cc_sweep(
@@ -238,8 +266,17 @@ def plot_cc_sweep(
         refs = reference.items() if isinstance(reference, Mapping) else [(None, reference)]
         for i, (name, value) in enumerate(refs):
             value = float(_pct([value])[0]) if y in ("dev", "test", "score") else float(value)
-            label = reference_label if name is None else f"{reference_label} ({name})"
-            ax.axhline(value, color=PALETTE[i % len(PALETTE)], linestyle="--", linewidth=1, label=label)
+            if name is None:
+                label = reference_label
+            else:
+                label = f"{reference_label} ({name})" if reference_label else str(name)
+            ax.axhline(
+                value,
+                color=_REF_COLORS[i % len(_REF_COLORS)],
+                linestyle=_REF_STYLES[i % len(_REF_STYLES)],
+                linewidth=1,
+                label=label,
+            )
     ax.set_xlabel(_label("threshold"))
     ax.set_ylabel(_label(y))
     if y == "percent_removed":
@@ -251,7 +288,16 @@ def plot_cc_sweep(
     return ax
 
 
-def plot_window_hist(windows, ax=None, *, n_layers: int | None = None, title: str | None = None, label: str | None = None, offset: float = 0.0, width: float = 0.8):
+def plot_window_hist(
+    windows,
+    ax=None,
+    *,
+    n_layers: int | None = None,
+    title: str | None = None,
+    label: str | None = None,
+    offset: float = 0.0,
+    width: float = 0.8,
+):
     """Histogram of cluster windows: how many layers each multi-neuron cluster spans.
 
     Parameters
@@ -328,14 +374,21 @@ def plot_ranking_curve(
         o = float(_pct([oracle])[0])
         ax.axhline(o, color="black", linestyle="--", linewidth=1, label="oracle (all neurons)")
         if delta is not None:
-            ax.axhline(o * (1 - delta / 100), color="grey", linestyle=":", linewidth=1,
-                       label=f"oracle − {delta:g}%")
+            ax.axhline(
+                o * (1 - delta / 100),
+                color="grey",
+                linestyle=":",
+                linewidth=1,
+                label=f"oracle − {delta:g}%",
+            )
     if minimal is not None:
-        ax.axvline(minimal, color="black", linestyle=":", linewidth=1, label=f"minimal set: {minimal:g}%")
+        ax.axvline(
+            minimal, color="black", linestyle=":", linewidth=1, label=f"minimal set: {minimal:.3g}%"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("top-ranked neurons kept (% of all, log scale)")
     ax.set_ylabel(_label(y))
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     if title:
         ax.set_title(title)
     return ax
@@ -351,6 +404,7 @@ def plot_timing(
     reference: Mapping | float | None = None,
     reference_label: str = "paper",
     logx: bool = False,
+    logy: bool = False,
     title: str | None = None,
 ):
     """Timing curve (forward pass per stopping layer, or probe training per feature count).
@@ -366,8 +420,8 @@ def plot_timing(
     reference : float or mapping, optional
         Published figure(s) drawn as dashed horizontal lines (``{label: value}``).
     reference_label : str
-    logx : bool
-        Log-scale x axis (feature counts).
+    logx, logy : bool
+        Log-scale axes (feature counts; times spanning orders of magnitude).
     title : str, optional
 
     Returns
@@ -377,11 +431,21 @@ def plot_timing(
     ax = _axes(ax)
     _lines(df, x, y, hue if hue in df.columns else None, ax)
     if reference is not None:
-        refs = reference.items() if isinstance(reference, Mapping) else [(reference_label, reference)]
+        refs = (
+            reference.items() if isinstance(reference, Mapping) else [(reference_label, reference)]
+        )
         for i, (name, value) in enumerate(refs):
-            ax.axhline(float(value), color=PALETTE[(i + 3) % len(PALETTE)], linestyle="--", linewidth=1, label=str(name))
+            ax.axhline(
+                float(value),
+                color=_REF_COLORS[i % len(_REF_COLORS)],
+                linestyle=_REF_STYLES[i % len(_REF_STYLES)],
+                linewidth=1,
+                label=str(name),
+            )
     if logx:
         ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(y))
     if ax.get_legend_handles_labels()[0]:

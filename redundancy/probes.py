@@ -31,6 +31,7 @@ summation order of its logits differs (results agree to about 1e-6).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -65,6 +66,7 @@ METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
 _EVAL_ROWS = 4096
 # Bytes of X moved to the device per chunk when training (a whole number of batches).
 _CHUNK_BYTES = 64 * 2**20
+_CHUNK_BATCHES = 64
 
 
 # --------------------------------------------------------------------------- probe
@@ -152,7 +154,10 @@ def layer_subsets(n_layers: int, n_hidden: int) -> dict[str, slice]:
     """
     _check_pos_int(n_layers, "n_layers", "layer_subsets")
     _check_pos_int(n_hidden, "n_hidden", "layer_subsets")
-    return {f"layer {l}": slice(l * n_hidden, (l + 1) * n_hidden) for l in range(n_layers)}
+    return {
+        f"layer {layer}": slice(layer * n_hidden, (layer + 1) * n_hidden)
+        for layer in range(n_layers)
+    }
 
 
 def incremental_subsets(n_layers: int, n_hidden: int) -> dict[str, slice]:
@@ -163,7 +168,7 @@ def incremental_subsets(n_layers: int, n_hidden: int) -> dict[str, slice]:
     """
     _check_pos_int(n_layers, "n_layers", "incremental_subsets")
     _check_pos_int(n_hidden, "n_hidden", "incremental_subsets")
-    return {f"layers 0-{l}": slice(0, (l + 1) * n_hidden) for l in range(n_layers)}
+    return {f"layers 0-{i}": slice(0, (i + 1) * n_hidden) for i in range(n_layers)}
 
 
 def _check_pos_int(value, name, caller):
@@ -276,7 +281,8 @@ class _RowSource:
     def __init__(self, X, batch_size: int, device: str):
         self.X, self.device, self.n = X, device, X.shape[0]
         row_bytes = X.shape[1] * np.dtype(X.dtype).itemsize
-        self.chunk = batch_size * max(1, _CHUNK_BYTES // max(1, row_bytes * batch_size))
+        per_chunk = min(_CHUNK_BATCHES, _CHUNK_BYTES // max(1, row_bytes * batch_size))
+        self.chunk = batch_size * max(1, per_chunk)
         self.resident = None
         if device.startswith("cuda"):
             free, _ = torch.cuda.mem_get_info(torch.device(device))
@@ -345,9 +351,7 @@ class _JointProbes:
             off += m * (a1 - a0)
         self.R, self.n_params = r, off
         row_out = np.concatenate(row_out)
-        self.identity_rows = self.R == self.P * n_out and bool(
-            np.all(row_out == np.arange(self.R))
-        )
+        self.identity_rows = self.R == self.P * n_out and bool(np.all(row_out == np.arange(self.R)))
         self.row_out = torch.as_tensor(row_out, device=device)
         self.row_probe = torch.as_tensor(np.concatenate(row_probe), device=device)
 
@@ -356,7 +360,7 @@ class _JointProbes:
         for p, s in enumerate(neuron_sets):
             w0, b0 = init_probe_parameters(s.size, n_out, random_state)
             bias[p * n_out : (p + 1) * n_out] = b0
-            for a0, a1, probes, r0, _, off in self.atoms:
+            for a0, a1, probes, _, _, off in self.atoms:
                 j = np.searchsorted(probes, p)
                 if j < probes.size and probes[j] == p:
                     n_a = a1 - a0
@@ -432,17 +436,19 @@ class _JointProbes:
             maximize=False,
         )
 
-    def extract(self, p: int):
-        """(weight (n_out, k), bias (n_out,)) of probe ``p`` in sorted-neuron order."""
+    def extract(self, p: int, theta: np.ndarray, bias: np.ndarray):
+        """(weight (n_out, k), bias (n_out,)) of probe ``p`` in sorted-neuron order.
+
+        ``theta`` and ``bias`` are the flat buffers as numpy arrays (moved off the device once).
+        """
         s = self.sets[p]
         w = np.empty((self.C, s.size), dtype=np.float32)
-        theta = self.theta.cpu().numpy()
-        for (a0, a1, probes, r0, r1, off) in self.atoms:
+        for a0, a1, probes, r0, r1, off in self.atoms:
             j = np.searchsorted(probes, p)
             if j < probes.size and probes[j] == p:
                 blk = theta[off : off + (r1 - r0) * (a1 - a0)].reshape(r1 - r0, a1 - a0)
                 w[:, np.searchsorted(s, self.cols[a0:a1])] = blk[j * self.C : (j + 1) * self.C]
-        b = self.bias.cpu().numpy()[p * self.C : (p + 1) * self.C].copy()
+        b = bias[p * self.C : (p + 1) * self.C].copy()
         return w, b
 
 
@@ -464,6 +470,7 @@ def train_probes(
     epochs: int = 10,
     random_state: int = 42,
     device=None,
+    num_threads: int | None = 1,
     progress: bool = True,
 ) -> dict[str, LinearProbe]:
     """Train one paper probe per neuron subset, all together, reading each batch of X once.
@@ -489,6 +496,12 @@ def train_probes(
         Seed of the initialisation (see the module docstring).
     device : {"cpu", "cuda", None}
         None picks the GPU when there is one.
+    num_threads : int or None
+        CPU threads for the training loop only (torch's setting is restored afterwards);
+        None keeps torch's current setting. The default, 1, is deliberate: a step is a
+        handful of small kernels (about 5 MB of X per batch), which gain little from a
+        second thread and lose 5-25x when the cores are shared with other work
+        (measured on a busy 2-core machine).
     progress : bool
         Show a progress bar.
 
@@ -543,35 +556,8 @@ def train_probes(
     if not _adam_available():  # pragma: no cover - very old torch
         raise RuntimeError("train_probes needs torch >= 2.4 (torch._fused_adam_).")
 
-    y_t = torch.from_numpy(y).to(device)
-    if kind == "classification":
-        onehot_T = torch.zeros(n_out, n, device=device)
-        onehot_T[y_t, torch.arange(n, device=device)] = 1.0
-    source = _RowSource(X, batch_size, device)
-    n_steps = epochs * math.ceil(n / batch_size)
-    bar = tqdm(total=n_steps, desc="probes", unit="step", disable=not progress, leave=False)
-    P, C = model.P, n_out
-    for _ in range(epochs):
-        for c0, chunk in source.chunks():
-            m = chunk.shape[0]
-            for b0 in range(0, m, batch_size):
-                xb = chunk[b0 : b0 + batch_size]
-                if xb.dtype != torch.float32:
-                    xb = xb.float()
-                B = xb.shape[0]
-                i0 = c0 + b0
-                xg = model.select(xb)
-                logits = model.forward(xg)
-                if kind == "classification":
-                    G = torch.softmax(logits.view(P, C, B), dim=1)
-                    G.sub_(onehot_T[:, i0 : i0 + B]).mul_(1.0 / B)
-                    G = G.view(P * C, B)
-                else:
-                    G = logits.sub_(y_t[i0 : i0 + B]).mul_(2.0 / B)
-                model.backward(xg, G, l1, l2)
-                model.adam_step(lr, (0.9, 0.999), 1e-8)
-            bar.update(math.ceil(m / batch_size))
-    bar.close()
+    with _threads(num_threads if device == "cpu" else None):
+        _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
 
     meta = {
         "l1": l1,
@@ -582,10 +568,8 @@ def train_probes(
         "random_state": random_state,
         "n_train": int(n),
     }
-    trained = {}
-    for p in range(model.P):
-        w, b = model.extract(p)
-        trained[p] = (w, b)
+    theta, bias = model.theta.cpu().numpy(), model.bias.cpu().numpy()
+    trained = {p: model.extract(p, theta, bias) for p in range(model.P)}
     return {
         name: LinearProbe(
             neurons=unique[p].copy(),
@@ -597,6 +581,57 @@ def train_probes(
         )
         for name, p in names.items()
     }
+
+
+@contextlib.contextmanager
+def _threads(n):
+    """Temporarily use ``n`` intra-op CPU threads (no change when None)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
+    """The training loop: batches in data order, hand-written gradients, fused Adam."""
+    n = X.shape[0]
+    y_t = torch.from_numpy(y).to(device)
+    source = _RowSource(X, batch_size, device)
+    n_steps = epochs * math.ceil(n / batch_size)
+    bar = tqdm(total=n_steps, desc="probes", unit="step", disable=not progress, leave=False)
+    P, C = model.P, n_out
+    buffers = {}
+    for _ in range(epochs):
+        for c0, chunk in source.chunks():
+            m = chunk.shape[0]
+            if kind == "classification":  # one-hot targets of this chunk, (n_out, m)
+                onehot_T = torch.zeros(n_out, m, device=device)
+                onehot_T[y_t[c0 : c0 + m], torch.arange(m, device=device)] = 1.0
+            for b0 in range(0, m, batch_size):
+                xb = chunk[b0 : b0 + batch_size]
+                B = xb.shape[0]
+                if xb.dtype != torch.float32:  # copy_ into a buffer: much faster than .float()
+                    if B not in buffers:
+                        buffers[B] = torch.empty(B, xb.shape[1], device=device)
+                    xb = buffers[B].copy_(xb)
+                i0 = c0 + b0
+                xg = model.select(xb)
+                logits = model.forward(xg)
+                if kind == "classification":
+                    G = torch.softmax(logits.view(P, C, B), dim=1)
+                    G.sub_(onehot_T[:, b0 : b0 + B]).mul_(1.0 / B)
+                    G = G.view(P * C, B)
+                else:
+                    G = logits.sub_(y_t[i0 : i0 + B]).mul_(2.0 / B)
+                model.backward(xg, G, l1, l2)
+                model.adam_step(lr, (0.9, 0.999), 1e-8)
+            bar.update(math.ceil(m / batch_size))
+    bar.close()
 
 
 def train_probe(X, y, neurons=None, **kwargs) -> LinearProbe:
@@ -626,9 +661,15 @@ def _forward_many(probes, X, *, batch_size=_EVAL_ROWS, device=None) -> list[np.n
                 "full activation matrix the probe was trained on."
             )
         contiguous = nz.size > 0 and bool(np.all(np.diff(nz) == 1))
-        sel = slice(int(nz[0]), int(nz[-1]) + 1) if contiguous else torch.as_tensor(nz, device=device)
+        sel = (
+            slice(int(nz[0]), int(nz[-1]) + 1) if contiguous else torch.as_tensor(nz, device=device)
+        )
         params.append(
-            (sel, torch.as_tensor(pr.weight, device=device), torch.as_tensor(pr.bias, device=device))
+            (
+                sel,
+                torch.as_tensor(pr.weight, device=device),
+                torch.as_tensor(pr.bias, device=device),
+            )
         )
     outs = [np.empty((X.shape[0], pr.weight.shape[0]), dtype=np.float32) for pr in probes]
     for r0 in range(0, X.shape[0], batch_size):

@@ -49,7 +49,10 @@ PERCENT_GRID = _round(
 )
 #: Percentages of all neurons tried by the FS step of LayerSelector + CC + FS.
 FS_GRID = _round(
-    [0.1, 0.2, 0.3, 0.4, 0.5] + list(range(1, 11)) + list(range(15, 51, 5)) + list(range(60, 91, 10))
+    [0.1, 0.2, 0.3, 0.4, 0.5]
+    + list(range(1, 11))
+    + list(range(15, 51, 5))
+    + list(range(60, 91, 10))
 )
 
 

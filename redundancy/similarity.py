@@ -41,6 +41,7 @@ __all__ = [
     "correlation",
     "layer_cka",
     "cross_cka",
+    "correlation_from_moments",
     "cka_from_moments",
     "gram_linear",
     "center_gram",

@@ -423,8 +423,17 @@ def ccfs_sweep(
     cache = {} if cache is None else cache
     return [
         ccfs(
-            X_train, y_train, X_dev, y_dev, X_test, y_test,
-            delta_ls=dls, delta_fs=dfs, incremental=incremental, cache=cache, **kwargs,
+            X_train,
+            y_train,
+            X_dev,
+            y_dev,
+            X_test,
+            y_test,
+            delta_ls=dls,
+            delta_fs=dfs,
+            incremental=incremental,
+            cache=cache,
+            **kwargs,
         )  # fmt: skip
         for dls, dfs in deltas
     ]

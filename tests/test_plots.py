@@ -56,8 +56,13 @@ def test_plot_cka_refuses_a_vector():
 
 
 def _layer_df(L=4):
-    rows = [{"kind": "layer", "layer": l, "dev": 0.5 + l / 20, "test": 0.4 + l / 20} for l in range(L)]
-    rows += [{"kind": "incremental", "layer": l, "dev": 0.6 + l / 20, "test": 0.55 + l / 20} for l in range(L)]
+    rows = [
+        {"kind": "layer", "layer": i, "dev": 0.5 + i / 20, "test": 0.4 + i / 20} for i in range(L)
+    ]
+    rows += [
+        {"kind": "incremental", "layer": i, "dev": 0.6 + i / 20, "test": 0.55 + i / 20}
+        for i in range(L)
+    ]
     rows.append({"kind": "oracle", "layer": L - 1, "dev": 0.75, "test": 0.7})
     return pd.DataFrame(rows)
 
@@ -91,7 +96,9 @@ def test_plot_cc_sweep_one_line_per_hue_and_references():
     assert len(ax.get_lines()) == 2 and ax.get_ylim() == (0, 100)
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [10, 60])
     assert ax.get_ylabel() == "redundant neurons (% of all)"
-    ax = plots.plot_cc_sweep(sweep, y="dev", reference={"a": 0.95, "b": 0.9}, reference_label="oracle")
+    ax = plots.plot_cc_sweep(
+        sweep, y="dev", reference={"a": 0.95, "b": 0.9}, reference_label="oracle"
+    )
     lines = ax.get_lines()
     assert len(lines) == 4
     np.testing.assert_allclose(lines[1].get_ydata(), [80, 70])  # scores drawn in percent
@@ -117,7 +124,13 @@ def test_plot_ranking_curve_lines():
 
 
 def test_plot_timing_with_reference():
-    df = pd.DataFrame({"layer": [0, 1, 2, 0, 1, 2], "ms_per_instance": [1, 2, 3, 2, 4, 6], "model": list("aaabbb")})
+    df = pd.DataFrame(
+        {
+            "layer": [0, 1, 2, 0, 1, 2],
+            "ms_per_instance": [1, 2, 3, 2, 4, 6],
+            "model": list("aaabbb"),
+        }
+    )
     ax = plots.plot_timing(df, hue="model", reference={"paper": 0.715})
     assert len(ax.get_lines()) == 3
     assert ax.get_ylabel() == "time per instance (ms)"

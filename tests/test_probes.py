@@ -25,6 +25,15 @@ from redundancy.probes import (
 
 def reference_probe(X, y, neurons, n_out, *, epochs=1, l1=1e-5, l2=1e-5, kind="classification"):
     """The paper's probe written the plain autograd way (nn.Linear + torch.optim.Adam)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny problem: faster on one thread
+    try:
+        return _reference(X, y, neurons, n_out, epochs, l1, l2, kind)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference(X, y, neurons, n_out, epochs, l1, l2, kind):
     torch.manual_seed(42)
     lin = torch.nn.Linear(len(neurons), n_out)
     opt = torch.optim.Adam(lin.parameters(), lr=1e-3)
@@ -176,7 +185,11 @@ def test_metrics_against_sklearn_and_scipy():
 
 
 def test_subset_helpers():
-    assert layer_subsets(3, 4) == {"layer 0": slice(0, 4), "layer 1": slice(4, 8), "layer 2": slice(8, 12)}
+    assert layer_subsets(3, 4) == {
+        "layer 0": slice(0, 4),
+        "layer 1": slice(4, 8),
+        "layer 2": slice(8, 12),
+    }
     assert incremental_subsets(2, 5) == {"layers 0-0": slice(0, 5), "layers 0-1": slice(0, 10)}
 
 

@@ -1,0 +1,215 @@
+"""The book: notebooks are clean and agree with the parameters and the table of contents, the
+runner's helpers behave, and every notebook runs through papermill into a built book."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from redundancy import book
+from redundancy.experiments import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = book.list_notebooks(ROOT / "notebooks")
+DEFAULT = yaml.safe_load((ROOT / "params" / "default.yaml").read_text())
+
+
+def _read(path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def _parameters_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    return cells[0]
+
+
+def _assignments(source: str) -> dict:
+    values = {}
+    for node in ast.parse(source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, "only NAME = literal lines"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def test_there_are_eight_chapters():
+    assert [nb.stem[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_equals_default_params_and_validates(path):
+    nb = _read(path)
+    cell = _parameters_cell(nb)
+    values = _assignments(cell.source)
+    assert values == DEFAULT
+    assert list(values) == list(Config.parameter_names())
+    Config.from_dict(values)
+    # the next code cell validates the notebook's globals
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    following = code[code.index(cell) + 1].source
+    assert "Config.from_namespace(globals())" in following
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_thin(path):
+    """No function or class definitions: the analysis lives in the library."""
+    for cell in _read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        defs = [
+            n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))
+        ]
+        assert not defs, f"{path.name}: definitions in a cell: {cell.source[:80]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS[:-1], ids=lambda p: p.stem)
+def test_chapter_states_claim_and_records_a_verdict(path):
+    text = "\n".join(c.source for c in _read(path).cells)
+    assert "The paper's claim" in text
+    assert f'record_verdict(cfg, "{path.stem}"' in text
+    assert "## Verdict" in text and "Rule:" in text
+    assert "experiments.deviations(cfg)" in text
+
+
+def test_toc_lists_intro_and_every_notebook_once():
+    files = book.toc_files(ROOT / "book" / "_toc.yml")
+    assert files[0] == "intro"
+    assert files[1:] == [nb.stem for nb in NOTEBOOKS]
+    assert (ROOT / "book" / "intro.md").is_file()
+    config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+
+
+def test_select_notebooks_by_number_name_or_topic():
+    pick = book.select_notebooks
+    assert [p.stem for p in pick(NOTEBOOKS, ["3", "05-neurons-ranking", "transfer"])] == [
+        "03-neurons-clustering",
+        "05-neurons-ranking",
+        "06-transfer",
+    ]
+    assert pick(NOTEBOOKS, None) == NOTEBOOKS
+    with pytest.raises(ValueError, match="'only' parameter of build_book.*'99'"):
+        pick(NOTEBOOKS, ["99"])
+
+
+def test_ensure_kernel_binds_this_interpreter(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", "")
+    name = book.ensure_kernel(tmp_path)
+    spec = json.loads((tmp_path / "kernels" / name / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert Path(KernelSpecManager().find_kernel_specs()[name]) == tmp_path / "kernels" / name
+
+
+def test_digest_changes_with_notebook_and_parameters(tmp_path):
+    nb = tmp_path / "01-x.ipynb"
+    nb.write_text("{}")
+    a = book.notebook_digest(nb, {"p": 1})
+    assert a == book.notebook_digest(nb, {"p": 1})
+    assert a != book.notebook_digest(nb, {"p": 2})
+    nb.write_text('{"cells": []}')
+    assert a != book.notebook_digest(nb, {"p": 1})
+
+
+def test_runner_refuses_unknown_parameters_before_running(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**DEFAULT, "probe_epoch": 1}))
+    with pytest.raises(ValueError, match="did you mean 'probe_epochs'"):
+        book.build_book(bad, build_dir=tmp_path, build_html=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_runner_lists_missing_inputs_before_running(tmp_path):
+    with pytest.raises(FileNotFoundError, match="glue-rte"):
+        book.build_book(ROOT / "params" / "paper.yaml", build_dir=tmp_path, build_html=False)
+    assert not (tmp_path / "paper").exists()
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_and_the_book_builds(tmp_path):
+    """End to end on params/tiny.yaml: papermill runs all chapters, jupyter-book builds,
+    a second run reuses everything, and a mistyped papermill parameter is refused."""
+    html = book.build_book(
+        ROOT / "params" / "tiny.yaml",
+        build_dir=tmp_path,
+        html_dir=tmp_path / "html",
+        progress=False,
+    )
+    assert (html / "index.html").is_file()
+    for nb in NOTEBOOKS:
+        page = html / f"{nb.stem}.html"
+        assert page.is_file(), page
+    assert "Verdict:" in (html / "03-neurons-clustering.html").read_text()
+    results = tmp_path / "tiny" / "results"
+    recorded = sorted(p.stem for p in results.glob("*.json"))
+    assert recorded == [nb.stem for nb in NOTEBOOKS[:-1]]
+    for path in results.glob("*.json"):
+        assert json.loads(path.read_text())["verdict"] in (
+            "reproduced",
+            "partly reproduced",
+            "not reproduced",
+        )
+    summary = _read(tmp_path / "tiny" / "08-summary.ipynb")
+    shown = json.dumps([c.get("outputs", []) for c in summary.cells])
+    assert "06-transfer" in shown
+
+    timings = book.execute_notebooks(
+        NOTEBOOKS,
+        {**Config.from_yaml(ROOT / "params" / "tiny.yaml").to_dict(), "results_dir": str(results)},
+        tmp_path / "tiny",
+        progress=False,
+    )
+    assert {t["status"] for t in timings.values()} == {"cached"}
+
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="did you mean 'probe_epochs'"):
+        pm.execute_notebook(
+            str(NOTEBOOKS[-1]),
+            str(tmp_path / "bad.ipynb"),
+            parameters={"probe_epoch": 1},
+            kernel_name=book.ensure_kernel(tmp_path / "jupyter"),
+            progress_bar=False,
+        )
+
+
+def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in DEFAULT.items()))
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1\nraise RuntimeError('planted failure')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, str(folder / "01-fails.ipynb"))
+    nbformat.write(nb, str(folder / "02-never-runs.ipynb"))
+    with pytest.raises(book.NotebookExecutionError) as err:
+        book.build_book(
+            ROOT / "params" / "default.yaml",
+            notebooks_dir=folder,
+            build_dir=tmp_path / "build",
+            build_html=False,
+            progress=False,
+        )
+    msg = str(err.value)
+    assert "01-fails.ipynb failed in cell" in msg and "RuntimeError: planted failure" in msg
+    assert "raise RuntimeError" in msg
+    out = tmp_path / "build" / "default"
+    assert not (out / "01-fails.hash").exists() and not (out / "02-never-runs.ipynb").exists()
