@@ -45,6 +45,7 @@ format: install  ## apply ruff's formatter and safe fixes
 	$(PY) -m ruff format redundancy tests benchmarks
 
 bench: install  ## side-by-side timings against NeuroX 1.0.9; writes benchmarks/results.json
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) -m pip install --quiet --no-deps neurox==1.0.9
 	$(PY) benchmarks/run.py
 

@@ -275,7 +275,7 @@ def ccfs(
     threshold: float = 0.3,
     representative: str = "random",
     random_state: int = 0,
-    metric: str | None = "accuracy",
+    metric: str | None = None,
     kind: str = "classification",
     incremental: IncrementalScores | None = None,
     cache: dict | None = None,
@@ -301,8 +301,9 @@ def ccfs(
         :func:`redundancy.clustering.correlation_clustering` (``random_state`` is the
         clustering seed; the probes' seed is ``probe_kwargs["random_state"]``, 42 by
         default, given as ``probe_random_state``).
-    metric : str
-        Score (:func:`redundancy.probes.score`); None picks accuracy / pearson by ``kind``.
+    metric : str, optional
+        Score (:func:`redundancy.probes.score`); None: accuracy for classification,
+        pearson for regression.
     kind : {"classification", "regression"}
     incremental : IncrementalScores, optional
         Precomputed :func:`incremental_scores`, to share across delta pairs.
