@@ -248,8 +248,8 @@ class TransferResult:
 
 
 # ------------------------------------------------------------------------ CCFS
-def _cluster(X_sub, threshold, representative, random_state, n_hidden):
-    from .clustering import correlation_clustering  # written alongside; imported lazily
+def _cluster(X_sub, threshold, representative, random_state, n_hidden, device, progress):
+    from .clustering import correlation_clustering  # imported lazily: scipy linkage etc.
 
     return correlation_clustering(
         X_sub,
@@ -257,6 +257,8 @@ def _cluster(X_sub, threshold, representative, random_state, n_hidden):
         representative=representative,
         random_state=random_state,
         n_hidden=n_hidden,
+        device=device,
+        progress=progress,
     )
 
 
@@ -354,7 +356,10 @@ def ccfs(
     # 2. Correlation clustering on layers 0..layer
     ckey = ("cc", layer, float(threshold), representative, random_state)
     if ckey not in cache:
-        cache[ckey] = _cluster(X_train[:, :n_ls], threshold, representative, random_state, n_hidden)
+        cache[ckey] = _cluster(
+            X_train[:, :n_ls], threshold, representative, random_state, n_hidden,
+            pk.get("device"), progress,
+        )  # fmt: skip
     kept = np.sort(np.asarray(cache[ckey].kept, dtype=np.int64))
 
     # 3a. Probe on the kept neurons
