@@ -215,8 +215,8 @@ def plot_layer_scores(df: pd.DataFrame, ax=None, *, split: str = "test", title: 
     return ax
 
 
-def _lines(df, x, y, hue, ax, marker="o"):
-    groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=False))
+def _lines(df, x, y, hue, ax, marker="o", label=None):
+    groups = [(label, df)] if hue is None else list(df.groupby(hue, sort=False))
     for name, part in groups:
         part = part.sort_values(x)
         ax.plot(
@@ -429,7 +429,7 @@ def plot_timing(
     matplotlib.axes.Axes
     """
     ax = _axes(ax)
-    _lines(df, x, y, hue if hue in df.columns else None, ax)
+    _lines(df, x, y, hue if hue in df.columns else None, ax, label="this run")
     if reference is not None:
         refs = (
             reference.items() if isinstance(reference, Mapping) else [(reference_label, reference)]

@@ -135,3 +135,5 @@ def test_plot_timing_with_reference():
     assert len(ax.get_lines()) == 3
     assert ax.get_ylabel() == "time per instance (ms)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "paper"]
+    ax = plots.plot_timing(df[df["model"] == "a"], reference=0.715)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["this run", "paper"]
