@@ -197,7 +197,11 @@ def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_p
     params = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in DEFAULT.items()))
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("x = 1\nraise RuntimeError('planted failure')")]
-    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "language": "python",
+        "display_name": "Python 3",
+    }
     nbformat.write(nb, str(folder / "01-fails.ipynb"))
     nbformat.write(nb, str(folder / "02-never-runs.ipynb"))
     with pytest.raises(book.NotebookExecutionError) as err:
