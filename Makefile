@@ -36,13 +36,13 @@ book: install  ## run every notebook on $(PARAMS) and build the HTML book into b
 	$(PY) -m redundancy book --params $(PARAMS)
 
 test: install  ## lint, then run the test suite
-	$(PY) -m ruff check redundancy tests benchmarks
-	$(PY) -m ruff format --check redundancy tests benchmarks
+	$(PY) -m ruff check redundancy tests benchmarks tools
+	$(PY) -m ruff format --check redundancy tests benchmarks tools
 	$(PY) -m pytest -q
 
 format: install  ## apply ruff's formatter and safe fixes
-	$(PY) -m ruff check --fix redundancy tests benchmarks
-	$(PY) -m ruff format redundancy tests benchmarks
+	$(PY) -m ruff check --fix redundancy tests benchmarks tools
+	$(PY) -m ruff format redundancy tests benchmarks tools
 
 bench: install  ## side-by-side timings against NeuroX 1.0.9; writes benchmarks/results.json
 	$(PY) -m pip install --quiet -e ".[bench]"
