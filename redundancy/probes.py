@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 KINDS = ("classification", "regression")
+ENGINES = ("auto", "torch", "numba")
 METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
 
 # Rows converted to float32 at a time when scoring; bounded so memory stays small.
@@ -67,6 +68,8 @@ _EVAL_ROWS = 4096
 # Bytes of X moved to the device per chunk when training (a whole number of batches).
 _CHUNK_BYTES = 64 * 2**20
 _CHUNK_BATCHES = 64
+# Largest weight block (bytes) the numba engine takes: W and its gradient stay in L2.
+_NUMBA_MAX_WEIGHT_BYTES = 512 * 2**10
 
 
 # --------------------------------------------------------------------------- probe
@@ -472,6 +475,7 @@ def train_probes(
     device=None,
     num_threads: int | None = 1,
     progress: bool = True,
+    engine: str = "auto",
 ) -> dict[str, LinearProbe]:
     """Train one paper probe per neuron subset, all together, reading each batch of X once.
 
@@ -504,6 +508,15 @@ def train_probes(
         (measured on a busy 2-core machine).
     progress : bool
         Show a progress bar.
+    engine : {"auto", "torch", "numba"}
+        Implementation of the training loop; both follow the same maths and agree to
+        float32 rounding. ``"numba"`` is a compiled loop (:mod:`redundancy._probe_kernel`)
+        that fuses the forward pass, the gradient and the Adam step of each batch and reads
+        every row of X once; it handles a single distinct probe over a contiguous range of
+        columns, on the CPU, with a C-contiguous float32 ``X`` (array or memmap) and a small
+        weight (at most 512 KB, so that the weight and its gradient stay in cache).
+        ``"torch"`` handles everything (joint probes, float16, GPU). ``"auto"`` picks numba
+        when it is installed and applicable, torch otherwise.
 
     Returns
     -------
@@ -512,6 +525,7 @@ def train_probes(
     """
     caller = "train_probes"
     check_choice(kind, KINDS, name="kind", caller=caller)
+    check_choice(engine, ENGINES, name="engine", caller=caller)
     y = _check_X_y(X, y, caller, kind)
     for name, v in (("batch_size", batch_size), ("epochs", epochs)):
         _check_pos_int(v, name, caller)
@@ -556,8 +570,10 @@ def train_probes(
     if not _adam_available():  # pragma: no cover - very old torch
         raise RuntimeError("train_probes needs torch >= 2.4 (torch._fused_adam_).")
 
+    use_numba = _pick_engine(engine, model, X, device, caller) == "numba"
     with _threads(num_threads if device == "cpu" else None):
-        _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
+        fit = _fit_numba if use_numba else _fit
+        fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
 
     meta = {
         "l1": l1,
@@ -631,6 +647,95 @@ def _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progr
                 model.backward(xg, G, l1, l2)
                 model.adam_step(lr, (0.9, 0.999), 1e-8)
             bar.update(math.ceil(m / batch_size))
+    bar.close()
+
+
+def _numba_unsupported(model, X, device) -> str | None:
+    """Why the numba engine cannot train ``model`` on ``X`` (None when it can)."""
+    if device != "cpu":
+        return f"it runs on the CPU only (device is {device!r})"
+    if np.dtype(X.dtype) != np.float32:
+        return f"it needs float32 X (got {X.dtype})"
+    if not (isinstance(X, np.ndarray) and X.flags.c_contiguous):
+        return "it needs a C-contiguous numpy array or memmap for X"
+    if model.P != 1 or not model.contiguous:
+        return "it trains one probe over a contiguous range of columns"
+    if model.n_params * 4 > _NUMBA_MAX_WEIGHT_BYTES:
+        return f"the weight is larger than {_NUMBA_MAX_WEIGHT_BYTES // 1024} KB"
+    return None
+
+
+def _pick_engine(engine, model, X, device, caller) -> str:
+    if engine == "torch":
+        return "torch"
+    why = _numba_unsupported(model, X, device)
+    if engine == "auto":
+        if why is None and _probe_kernel() is not None:
+            return "numba"
+        return "torch"
+    if _probe_kernel() is None:
+        raise ImportError(
+            f"engine='numba' of {caller} needs the numba package; install it "
+            "(pip install numba) or use engine='torch'."
+        )
+    if why is not None:
+        raise ValueError(
+            f"The 'engine' parameter of {caller} is 'numba', but {why}; use engine='torch' "
+            "or engine='auto' for this case."
+        )
+    return "numba"
+
+
+def _probe_kernel():
+    """The compiled kernel module, or None when numba is not installed."""
+    global _KERNEL
+    if _KERNEL is False:
+        from . import _probe_kernel as kernel
+
+        _KERNEL = kernel if kernel.AVAILABLE else None
+    return _KERNEL
+
+
+_KERNEL = False
+
+
+def _fit_numba(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
+    """The training loop of :func:`_fit` as one compiled call per epoch (see ``engine``)."""
+    kernel = _probe_kernel()
+    n = X.shape[0]
+    Xa = np.asarray(X)  # a plain ndarray view of a memmap
+    theta, bias = model.theta.numpy(), model.bias.numpy()  # share memory with the model
+    state = [np.zeros_like(theta), np.zeros_like(bias)]  # gradient buffers
+    moments = [np.zeros_like(theta), np.zeros_like(theta), np.zeros_like(bias), np.zeros_like(bias)]
+    steps_per_epoch = math.ceil(n / batch_size)
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        desc="probes",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
+    step = 0
+    for _ in range(epochs):
+        step = kernel.train_epoch(
+            Xa,
+            model.c0,
+            y,
+            kind == "classification",
+            theta,
+            bias,
+            *state,
+            *moments,
+            step,
+            batch_size,
+            float(lr),
+            0.9,
+            0.999,
+            1e-8,
+            float(l1),
+            float(l2),
+        )
+        bar.update(steps_per_epoch)
     bar.close()
 
 

@@ -205,3 +205,69 @@ def test_errors(data):
         train_probe(X.astype(np.float64), y)
     with pytest.raises(ValueError, match="'metric' parameter of score"):
         score(y, y, "auc")
+
+
+# ------------------------------------------------------------------ engines
+def _engine_data(n_out, n=701, d=40, seed=5):
+    """701 rows: five full batches, then 61 rows (15 groups of four and a single row)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    if n_out == 1:
+        return X, (X[:, 1] - 0.7 * X[:, 8] + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    return X, np.digitize(X[:, 4] + X[:, 9], np.linspace(-1.5, 1.5, n_out - 1)).astype(np.int64)
+
+
+@pytest.mark.parametrize(
+    ("n_out", "neurons"),
+    [(2, None), (5, None), (1, None), (2, slice(10, 31)), (5, slice(3, 40))],
+)
+def test_numba_engine_matches_torch_engine(n_out, neurons):
+    pytest.importorskip("numba")
+    X, y = _engine_data(n_out)
+    kind = "regression" if n_out == 1 else "classification"
+    kw = dict(kind=kind, epochs=3, lr=0.01, l1=1e-3, l2=1e-2, progress=False)
+    fast = train_probe(X, y, neurons, engine="numba", **kw)
+    slow = train_probe(X, y, neurons, engine="torch", **kw)
+    np.testing.assert_array_equal(fast.neurons, slow.neurons)
+    np.testing.assert_allclose(fast.weight, slow.weight, atol=1e-5)
+    np.testing.assert_allclose(fast.bias, slow.bias, atol=1e-5)
+    np.testing.assert_allclose(fast.decision_function(X), slow.decision_function(X), atol=1e-4)
+    if kind == "classification":
+        assert np.mean(fast.predict(X) == slow.predict(X)) > 0.99
+    # ... and both follow the plain autograd probe.
+    w, b = reference_probe(X, y, fast.neurons, n_out, epochs=1, l1=1e-3, l2=1e-2, kind=kind)
+    one = train_probe(X, y, neurons, engine="numba", **{**kw, "epochs": 1, "lr": 1e-3})
+    np.testing.assert_allclose(one.weight, w, atol=2e-6)
+    np.testing.assert_allclose(one.bias, b, atol=2e-6)
+
+
+def test_numba_engine_reads_float32_memmap(tmp_path):
+    pytest.importorskip("numba")
+    X, y = _engine_data(3)
+    np.save(tmp_path / "X.npy", X)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    from_mm = train_probe(mm, y, slice(5, 25), epochs=2, engine="numba", progress=False)
+    ref = train_probe(X, y, slice(5, 25), epochs=2, engine="torch", progress=False)
+    np.testing.assert_allclose(from_mm.weight, ref.weight, atol=1e-5)
+    np.testing.assert_array_equal(from_mm.predict(mm), ref.predict(X))
+
+
+def test_engine_choice_and_errors(data):
+    from redundancy import probes as mod
+
+    X, y = data
+    have_numba = mod._probe_kernel() is not None
+    one = mod._JointProbes([np.arange(5, 20)], 3, "cpu", 42)
+    scattered = mod._JointProbes([np.array([1, 7, 30])], 3, "cpu", 42)
+    assert mod._pick_engine("auto", one, X, "cpu", "f") == ("numba" if have_numba else "torch")
+    assert mod._pick_engine("auto", scattered, X, "cpu", "f") == "torch"
+    assert mod._pick_engine("auto", one, X.astype(np.float16), "cpu", "f") == "torch"
+    assert mod._pick_engine("auto", one, np.asfortranarray(X), "cpu", "f") == "torch"
+    assert mod._pick_engine("torch", one, X, "cpu", "f") == "torch"
+    with pytest.raises(ValueError, match="'engine' parameter of train_probes"):
+        train_probe(X, y, engine="fast")
+    if have_numba:
+        with pytest.raises(ValueError, match="contiguous range of columns"):
+            train_probe(X, y, [30, 3, 25], engine="numba")
+        with pytest.raises(ValueError, match="float32"):
+            train_probe(X.astype(np.float16), y, engine="numba")
