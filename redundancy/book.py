@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -152,11 +153,42 @@ def execute_notebooks(
     dict
         Per notebook stem: ``{"status": "executed"|"cached", "seconds": float}``.
     """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kernel = ensure_kernel(out_dir / "jupyter")
+    with _quiet_kernels():
+        return _execute(notebooks, parameters, out_dir, kernel, force=force, progress=progress)
+
+
+# Environment of the kernels the runner starts: the book shows results, not the hundreds of
+# progress-bar lines and model-loading reports that tqdm and transformers print when run
+# interactively (a reader in JupyterLab still gets them; the runner's own bar stays).
+_KERNEL_ENV = {
+    "TQDM_DISABLE": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONWARNINGS": "ignore:IProgress not found",
+}
+
+
+@contextlib.contextmanager
+def _quiet_kernels():
+    saved = {key: os.environ.get(key) for key in _KERNEL_ENV}
+    os.environ.update(_KERNEL_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
     import papermill as pm
     from tqdm.auto import tqdm
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    kernel = ensure_kernel(out_dir / "jupyter")
     results_dir = Path(parameters["results_dir"])
     timings: dict[str, dict] = {}
     bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress)
