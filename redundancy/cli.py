@@ -200,7 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
+        # user-facing problems (missing data or models, bad parameters, a failing notebook):
+        # the message says what to fix; --verbose shows the traceback as well
+        if args.verbose:
+            raise
+        print(f"redundancy {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

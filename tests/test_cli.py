@@ -53,9 +53,20 @@ def test_tasks_lists_the_brown_tasks(capsys):
         assert name in text
 
 
-def test_unknown_task_is_refused_with_the_known_names():
-    with pytest.raises(ValueError, match="brown-pos"):
-        main(["tasks", "brown-pso"])
+def test_unknown_task_is_refused_with_the_known_names(capsys):
+    assert main(["tasks", "brown-pso"]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "brown-pso" in err and "brown-pos" in err
+    with pytest.raises(ValueError, match="brown-pos"):  # --verbose shows the traceback
+        main(["--verbose", "tasks", "brown-pso"])
+
+
+def test_missing_inputs_are_listed_without_a_traceback(capsys, tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("models: [/nonexistent/model-folder]\n")
+    assert main(["book", "--params", str(params), "--no-html"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/model-folder" in err and "Traceback" not in err
 
 
 def test_bad_option_syntax_is_refused():
