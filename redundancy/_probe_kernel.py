@@ -62,13 +62,21 @@ _TILE = 512
 _FAST = {"reassoc", "contract"}
 
 
-def _jit(fastmath):
+def _jit(fastmath, parallel=False):
     def deco(fn):
         if not AVAILABLE:
             return fn
-        return njit(cache=True, nogil=True, fastmath=fastmath, error_model="numpy")(fn)
+        return njit(
+            cache=True, nogil=True, fastmath=fastmath, error_model="numpy", parallel=parallel
+        )(fn)
 
     return deco
+
+
+# Every batch is cut into this many fixed blocks of rows, each with its own gradient buffer;
+# the blocks run in parallel (numba threads) and their gradients are added in block order,
+# so the numbers do not depend on how many threads ran them.
+ROW_BLOCKS = 2
 
 
 # ----------------------------------------------------------------- dot products
@@ -284,6 +292,35 @@ def _penalise_and_step(W, bias, gW, gb, mW, vW, mb, vb, l1, l2, step, lr, beta1,
 
 
 @_jit(False)
+def _block_gradient(X, r0, r1, c0, c1, targets, classification, scale, W2, bias, gW2, gb, Z, G):
+    """Accumulate the gradient of rows ``r0:r1`` into ``gW2`` and ``gb`` (zeroed here)."""
+    gW2[:] = 0.0
+    gb[:] = 0.0
+    R = bias.size
+    r = r0
+    while r < r1:
+        if r1 - r >= 4:
+            x0 = X[r, c0:c1]
+            x1 = X[r + 1, c0:c1]
+            x2 = X[r + 2, c0:c1]
+            x3 = X[r + 3, c0:c1]
+            _logits4(x0, x1, x2, x3, W2, bias, Z)
+            _output_grad(Z, G, 4, targets, r, classification, scale)
+            _accumulate4(x0, x1, x2, x3, G, gW2)
+            n_done = 4
+        else:
+            x0 = X[r, c0:c1]
+            _logits1(x0, W2, bias, Z)
+            _output_grad(Z, G, 1, targets, r, classification, scale)
+            _accumulate1(x0, G, gW2)
+            n_done = 1
+        for uu in range(n_done):
+            for j in range(R):
+                gb[j] += G[uu, j]
+        r += n_done
+
+
+@_jit(False, parallel=True)
 def train_epoch(
     X,
     c0,
@@ -311,6 +348,8 @@ def train_epoch(
 
     ``W`` (flat, row-major ``(R, k)``), ``bias``, the Adam moments and the gradient
     buffers (flat like ``W``) are updated in place; returns the step count after the epoch.
+    Each batch is split into :data:`ROW_BLOCKS` blocks of rows (multiples of four) whose
+    gradients are computed in parallel and added in block order.
     """
     n_rows = X.shape[0]
     R = bias.size
@@ -318,8 +357,11 @@ def train_epoch(
     c1 = c0 + k
     W2 = W.reshape((R, k))
     gW2 = gW.reshape((R, k))
-    Z = np.empty((4, R), dtype=np.float32)
-    G = np.empty((4, R), dtype=np.float32)
+    nb = ROW_BLOCKS
+    gWb = np.empty((nb, R, k), dtype=np.float32)
+    gbb = np.empty((nb, R), dtype=np.float32)
+    Zb = np.empty((nb, 4, R), dtype=np.float32)
+    Gb = np.empty((nb, 4, R), dtype=np.float32)
     step = step0
     for b0 in range(0, n_rows, batch_size):
         m = min(batch_size, n_rows - b0)
@@ -327,30 +369,19 @@ def train_epoch(
             scale = np.float32(1.0 / m)
         else:
             scale = np.float32(2.0 / m)
-        gW[:] = 0.0
-        gb[:] = 0.0
-        u = 0
-        while u < m:
-            r = b0 + u
-            if m - u >= 4:
-                x0 = X[r, c0:c1]
-                x1 = X[r + 1, c0:c1]
-                x2 = X[r + 2, c0:c1]
-                x3 = X[r + 3, c0:c1]
-                _logits4(x0, x1, x2, x3, W2, bias, Z)
-                _output_grad(Z, G, 4, targets, r, classification, scale)
-                _accumulate4(x0, x1, x2, x3, G, gW2)
-                n_done = 4
-            else:
-                x0 = X[r, c0:c1]
-                _logits1(x0, W2, bias, Z)
-                _output_grad(Z, G, 1, targets, r, classification, scale)
-                _accumulate1(x0, G, gW2)
-                n_done = 1
-            for uu in range(n_done):
-                for j in range(R):
-                    gb[j] += G[uu, j]
-            u += n_done
+        per = ((m + nb - 1) // nb + 3) // 4 * 4  # rows per block, a multiple of four
+        for blk in numba.prange(nb):
+            r0 = min(b0 + blk * per, b0 + m)
+            r1 = min(r0 + per, b0 + m)
+            _block_gradient(
+                X, r0, r1, c0, c1, targets, classification, scale,
+                W2, bias, gWb[blk], gbb[blk], Zb[blk], Gb[blk],
+            )  # fmt: skip
+        gW2[:] = gWb[0]
+        gb[:] = gbb[0]
+        for blk in range(1, nb):
+            gW2 += gWb[blk]
+            gb += gbb[blk]
         step += 1
         _penalise_and_step(W, bias, gW, gb, mW, vW, mb, vb, l1, l2, step, lr, beta1, beta2, eps)
     return step

@@ -505,7 +505,9 @@ def train_probes(
         None keeps torch's current setting. The default, 1, is deliberate: a step is a
         handful of small kernels (about 5 MB of X per batch), which gain little from a
         second thread and lose 5-25x when the cores are shared with other work
-        (measured on a busy 2-core machine).
+        (measured on a busy 2-core machine). Applies to the torch engine; the numba
+        engine splits each batch into fixed row blocks and runs them on torch's current
+        number of threads (its result does not depend on the thread count).
     progress : bool
         Show a progress bar.
     engine : {"auto", "torch", "numba"}
@@ -571,9 +573,14 @@ def train_probes(
         raise RuntimeError("train_probes needs torch >= 2.4 (torch._fused_adam_).")
 
     use_numba = _pick_engine(engine, model, X, device, caller) == "numba"
-    with _threads(num_threads if device == "cpu" else None):
-        fit = _fit_numba if use_numba else _fit
-        fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
+    if use_numba:  # numba runs a batch's row blocks on torch's current number of threads
+        _fit_numba(
+            model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress,
+            threads=torch.get_num_threads(),
+        )  # fmt: skip
+    else:
+        with _threads(num_threads if device == "cpu" else None):
+            _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
 
     meta = {
         "l1": l1,
@@ -699,9 +706,18 @@ def _probe_kernel():
 _KERNEL = False
 
 
-def _fit_numba(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
-    """The training loop of :func:`_fit` as one compiled call per epoch (see ``engine``)."""
+def _fit_numba(
+    model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress, *, threads=1
+):
+    """The training loop of :func:`_fit` as one compiled call per epoch (see ``engine``).
+
+    The rows of each batch are cut into ``kernel.ROW_BLOCKS`` fixed blocks processed on up to
+    ``threads`` numba threads; the result does not depend on ``threads``.
+    """
     kernel = _probe_kernel()
+    import numba
+
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     n = X.shape[0]
     Xa = np.asarray(X)  # a plain ndarray view of a memmap
     theta, bias = model.theta.numpy(), model.bias.numpy()  # share memory with the model

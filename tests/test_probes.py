@@ -271,3 +271,19 @@ def test_engine_choice_and_errors(data):
             train_probe(X, y, [30, 3, 25], engine="numba")
         with pytest.raises(ValueError, match="float32"):
             train_probe(X.astype(np.float16), y, engine="numba")
+
+
+def test_numba_engine_result_does_not_depend_on_the_thread_count():
+    pytest.importorskip("numba")
+    X, y = _engine_data(5)
+    kw = dict(epochs=2, lr=0.01, progress=False, engine="numba")
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = train_probe(X, y, **kw)
+        torch.set_num_threads(2)
+        two = train_probe(X, y, **kw)
+    finally:
+        torch.set_num_threads(old)
+    np.testing.assert_array_equal(one.weight, two.weight)
+    np.testing.assert_array_equal(one.bias, two.bias)
