@@ -72,3 +72,9 @@ def check_choice(value, choices, *, name: str, caller: str):
             f"The {name!r} parameter of {caller} must be one of {{{opts}}}. Got {value!r} instead."
         )
     return value
+
+
+def progress_disabled(progress: bool) -> bool:
+    """Whether to hide a progress bar: ``progress=False``, or ``$TQDM_DISABLE`` set to a true
+    value (the book runner sets it so that executed chapters hold results, not bar updates)."""
+    return not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")

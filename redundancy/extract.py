@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import atomic_write_text, check_choice, resolve_device, stable_hash
+from ._utils import atomic_write_text, check_choice, progress_disabled, resolve_device, stable_hash
 from ._utils import cache_dir as _cache_dir
 from .data.base import Task
 
@@ -741,7 +741,7 @@ def extract(
             initial=sum(sizes[i] for i in done),
             unit=unit,
             unit_scale=True,
-            disable=not progress,
+            disable=progress_disabled(progress),
             desc=f"{Path(path).name}/{task.name}/{split}",
         )
         with open(progress_path, "a") as progress_file, torch.inference_mode(), bar:

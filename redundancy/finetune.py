@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._utils import cache_dir as _cache_dir
-from ._utils import resolve_device, stable_hash
+from ._utils import progress_disabled, resolve_device, stable_hash
 from .data.base import Task
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,9 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
         )
         generator = torch.Generator().manual_seed(options["random_state"])
         labels = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
-        with tqdm(total=total, desc=f"fine-tune {task.name}", disable=not progress) as bar:
+        with tqdm(
+            total=total, desc=f"fine-tune {task.name}", disable=progress_disabled(progress)
+        ) as bar:
             for _ in range(options["epochs"]):
                 order = torch.randperm(len(sentences), generator=generator).numpy()
                 for start in range(0, len(order), bs):

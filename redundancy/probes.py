@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._utils import check_choice, resolve_device
+from ._utils import check_choice, progress_disabled, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -626,7 +626,9 @@ def _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progr
     y_t = torch.from_numpy(y).to(device)
     source = _RowSource(X, batch_size, device)
     n_steps = epochs * math.ceil(n / batch_size)
-    bar = tqdm(total=n_steps, desc="probes", unit="step", disable=not progress, leave=False)
+    bar = tqdm(
+        total=n_steps, desc="probes", unit="step", disable=progress_disabled(progress), leave=False
+    )
     P, C = model.P, n_out
     buffers = {}
     for _ in range(epochs):
@@ -728,7 +730,7 @@ def _fit_numba(
         total=epochs * steps_per_epoch,
         desc="probes",
         unit="step",
-        disable=not progress,
+        disable=progress_disabled(progress),
         leave=False,
     )
     step = 0

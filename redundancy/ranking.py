@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._utils import progress_disabled
 from .probes import LinearProbe, evaluate_probes, train_probes
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,9 @@ def minimal_set(
     threshold = float(base_score) * (1 - delta / 100)
     sizes = grid_sizes(grid, n_total, ordering.size)
     rows, chosen = [], None
-    bar = tqdm(total=len(sizes), desc="minimal set", disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(sizes), desc="minimal set", disable=progress_disabled(progress), leave=False
+    )
     for start in range(0, len(sizes), round_size):
         batch = sizes[start : start + round_size]
         subsets = {str(k): ordering[:k] for _, k in batch}

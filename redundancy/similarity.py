@@ -31,7 +31,7 @@ import numpy as np
 from scipy.linalg import blas
 from tqdm.auto import tqdm
 
-from redundancy._utils import check_choice, resolve_device
+from redundancy._utils import check_choice, progress_disabled, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,14 @@ def _use_torch(device: str) -> bool:
 
 
 def _progress(n: int, *, progress: bool, desc: str):
-    return tqdm(total=n, desc=desc, unit="row", unit_scale=True, disable=not progress, leave=False)
+    return tqdm(
+        total=n,
+        desc=desc,
+        unit="row",
+        unit_scale=True,
+        disable=progress_disabled(progress),
+        leave=False,
+    )
 
 
 # ------------------------------------------------------------------ blockwise helpers

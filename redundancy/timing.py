@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ._utils import resolve_device
+from ._utils import progress_disabled, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def time_forward(
 
     todo = sorted(set(layers) | {n_blocks})
     ms = {}
-    for n in tqdm(todo, desc="time_forward", unit="layer", disable=not progress):
+    for n in tqdm(todo, desc="time_forward", unit="layer", disable=progress_disabled(progress)):
         ms[n] = measure(n)
     full = ms[n_blocks]
     rows = [
@@ -239,7 +239,7 @@ def time_probe(
     w = rng.standard_normal((max(sizes), n_classes), dtype=np.float32)
     y = np.argmax(X @ w, axis=1).astype(np.int64)
     rows = []
-    for k in tqdm(sizes, desc="time_probe", unit="size", disable=not progress):
+    for k in tqdm(sizes, desc="time_probe", unit="size", disable=progress_disabled(progress)):
         Xk = np.ascontiguousarray(X[:, :k])
         t0 = time.perf_counter()
         train_probe(

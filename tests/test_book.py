@@ -169,6 +169,10 @@ def test_every_notebook_runs_and_the_book_builds(tmp_path):
     summary = _read(tmp_path / "tiny" / "08-summary.ipynb")
     shown = json.dumps([c.get("outputs", []) for c in summary.cells])
     assert "06-transfer" in shown
+    # the chapters hold results, not progress-bar updates (fine-tuning, extraction, probes)
+    setup = _read(tmp_path / "tiny" / "01-setup.ipynb")
+    streams = [o for c in setup.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not [o for o in streams if "it/s" in o["text"] or "%|" in o["text"]]
 
     timings = book.execute_notebooks(
         NOTEBOOKS,
