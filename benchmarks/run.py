@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from redundancy._utils import json_default
+
 logger = logging.getLogger("benchmarks.run")
 
 CASES = ("probe-oracle", "probe-layers", "clustering", "extraction")
@@ -831,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(results):
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+        args.output.write_text(json.dumps(results, indent=2, default=json_default) + "\n")
 
     results = run(
         args.cases,
@@ -845,16 +847,6 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(results))
     print(f"\nwritten to {args.output}")
     return 1 if any("error" in r for r in results["cases"].values()) else 0
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
 if __name__ == "__main__":

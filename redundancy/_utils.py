@@ -50,6 +50,21 @@ def hash_strings(items: Iterable[str], length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def json_default(obj):
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays, paths."""
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)

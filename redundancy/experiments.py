@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from ._utils import atomic_write_text, cache_dir, stable_hash
+from ._utils import atomic_write_text, cache_dir, json_default, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -525,20 +525,8 @@ def _cached_json(step: str, key: str, compute: Callable[[], object], *, force: b
         except json.JSONDecodeError:
             logger.warning("Ignoring unreadable cached result %s", path)
     result = compute()
-    atomic_write_text(path, json.dumps(result, indent=1, default=_json_default))
+    atomic_write_text(path, json.dumps(result, indent=1, default=json_default))
     return json.loads(path.read_text())
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
 
 
 def _cached_npz(step: str, key: str, compute: Callable[[], dict], *, force: bool = False) -> dict:
@@ -1019,7 +1007,7 @@ def record_verdict(
         "tasks": list(cfg.tasks),
     }
     atomic_write_text(
-        cfg.results_path() / f"{chapter}.json", json.dumps(record, indent=1, default=_json_default)
+        cfg.results_path() / f"{chapter}.json", json.dumps(record, indent=1, default=json_default)
     )
     return record
 

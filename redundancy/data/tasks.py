@@ -226,10 +226,10 @@ def _fiction_label(doc: BrownDocument) -> str:
     return "informative" if doc.file[1] in INFORMATIVE_LETTERS else "imaginative"
 
 
-def _build_brown_genre(options: dict) -> Task:
-    splits = _build_brown_sentence("brown-genre", lambda d: d.genre, options)
+def _brown_sentence_task(name, label_of, description, source, options: dict) -> Task:
+    splits = _build_brown_sentence(name, label_of, options)
     return Task(
-        "brown-genre",
+        name,
         "sentence",
         "classification",
         splits["train"],
@@ -237,26 +237,29 @@ def _build_brown_genre(options: dict) -> Task:
         splits["test"],
         label_names=label_vocabulary(splits["train"].labels),
         metric="accuracy",
-        description="Genre (15 classes) of the Brown document a sentence comes from.",
-        source="Brown corpus, cats.txt",
+        description=description,
+        source=source,
         options=dict(options),
     )
 
 
+def _build_brown_genre(options: dict) -> Task:
+    return _brown_sentence_task(
+        "brown-genre",
+        lambda d: d.genre,
+        "Genre (15 classes) of the Brown document a sentence comes from.",
+        "Brown corpus, cats.txt",
+        options,
+    )
+
+
 def _build_brown_fiction(options: dict) -> Task:
-    splits = _build_brown_sentence("brown-fiction", _fiction_label, options)
-    return Task(
+    return _brown_sentence_task(
         "brown-fiction",
-        "sentence",
-        "classification",
-        splits["train"],
-        splits["dev"],
-        splits["test"],
-        label_names=label_vocabulary(splits["train"].labels),
-        metric="accuracy",
-        description="Informative (Brown a-j) vs imaginative (k-r) prose, per sentence.",
-        source="Brown corpus, file categories",
-        options=dict(options),
+        _fiction_label,
+        "Informative (Brown a-j) vs imaginative (k-r) prose, per sentence.",
+        "Brown corpus, file categories",
+        options,
     )
 
 
