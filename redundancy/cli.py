@@ -24,7 +24,7 @@ def _cmd_fetch_data(args) -> int:
 
 
 def _cmd_fetch_model(args) -> int:
-    from .models import fetch_mpnet, resolve_model
+    from .encoders.models import fetch_mpnet, resolve_model
 
     if args.name == "mpnet":
         print(fetch_mpnet())
@@ -61,7 +61,7 @@ def _cmd_tasks(args) -> int:
 
 def _cmd_extract(args) -> int:
     from .data.tasks import load_task
-    from .extract import extract
+    from .encoders.extract import extract
 
     task = load_task(args.task, data_dir=args.data_dir, **_parse_options(args.option))
     for split in args.split:
@@ -83,7 +83,7 @@ def _cmd_extract(args) -> int:
 
 
 def _cmd_book(args) -> int:
-    from .book import build_book
+    from .report.book import build_book
 
     build_book(args.params, only=args.only, build_html=not args.no_html, force=args.force)
     return 0

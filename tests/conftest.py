@@ -76,7 +76,7 @@ def _save_tiny(folder, config, padding_side="right"):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from redundancy.models import resolve_model
+    from redundancy.encoders.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm"))
     tokenizer.padding_side = padding_side

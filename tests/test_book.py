@@ -12,8 +12,8 @@ import nbformat
 import pytest
 import yaml
 
-from redundancy import book
-from redundancy.experiments import Config
+from redundancy.report import book
+from redundancy.report.experiments import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = book.list_notebooks(ROOT / "notebooks")

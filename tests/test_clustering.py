@@ -1,12 +1,12 @@
-"""Tests for redundancy.clustering: the paper's correlation clustering."""
+"""Tests for redundancy.analysis.clustering: the paper's correlation clustering."""
 
 import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from redundancy import clustering as clu
-from redundancy.clustering import (
+from redundancy.analysis import clustering as clu
+from redundancy.analysis.clustering import (
     ClusterResult,
     cluster_neurons,
     cluster_windows,
@@ -16,7 +16,7 @@ from redundancy.clustering import (
     threshold_sweep,
     window_histogram,
 )
-from redundancy.similarity import correlation
+from redundancy.analysis.similarity import correlation
 
 
 def same_partition(a, b) -> bool:

@@ -1,4 +1,4 @@
-"""Parameters, result cache, verdicts and the small table helpers of redundancy.experiments."""
+"""Parameters, result cache, verdicts and the small table helpers of redundancy.report.experiments."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from redundancy import experiments
-from redundancy.experiments import Config
+from redundancy.report import experiments
+from redundancy.report.experiments import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = sorted((ROOT / "params").glob("*.yaml"))
@@ -159,12 +159,6 @@ def test_cached_npz_round_trip(tmp_path, monkeypatch):
     out = experiments._cached_npz("t", "k", lambda: {"sim": sim})
     again = experiments._cached_npz("t", "k", lambda: pytest.fail("should be cached"))
     np.testing.assert_array_equal(out["sim"], again["sim"])
-
-
-def test_key_depends_on_library_source_of_the_step():
-    a = experiments._key("s", ("probes",), x=1)
-    b = experiments._key("s", ("probes", "clustering"), x=1)
-    assert a != b and a == experiments._key("s", ("probes",), x=1)
 
 
 # ------------------------------------------------------------------ verdicts

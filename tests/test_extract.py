@@ -1,4 +1,4 @@
-"""Tests of redundancy.extract against direct forward passes of tiny random models."""
+"""Tests of redundancy.encoders.extract against direct forward passes of tiny random models."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from conftest import make_sentence_task, make_token_task
 from transformers import AutoModel, AutoTokenizer
 
-import redundancy.extract as ex
+import redundancy.encoders.extract as ex
 from redundancy.data.base import UNSEEN_LABEL, Split, Task, label_vocabulary
-from redundancy.extract import (
+from redundancy.encoders.extract import (
     Activations,
     align_words,
     choose_windows,

@@ -1,4 +1,4 @@
-"""Tests of redundancy.finetune on a tiny random BERT and a planted sentence task."""
+"""Tests of redundancy.encoders.finetune on a tiny random BERT and a planted sentence task."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from conftest import make_sentence_task, make_token_task
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from redundancy.extract import extract
-from redundancy.finetune import finetune
+from redundancy.encoders.extract import extract
+from redundancy.encoders.finetune import finetune
 
 
 @torch.inference_mode()

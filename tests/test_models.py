@@ -1,4 +1,4 @@
-"""Tests of redundancy.models: name resolution, identities, loading, the offline mpnet assembly."""
+"""Tests of redundancy.encoders.models: name resolution, identities, loading, the offline mpnet assembly."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import redundancy.models as models
-from redundancy.models import fetch_mpnet, load_model, model_identity, resolve_model
+import redundancy.encoders.models as models
+from redundancy.encoders.models import fetch_mpnet, load_model, model_identity, resolve_model
 
 
 def test_resolve_minilm_is_the_bundled_folder():

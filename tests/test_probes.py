@@ -1,4 +1,4 @@
-"""Tests for redundancy.probes: the paper probe against an autograd reference, joint training,
+"""Tests for redundancy.analysis.probes: the paper probe against an autograd reference, joint training,
 planted rules, metrics against scikit-learn / scipy, float16 memory maps."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from redundancy.probes import (
+from redundancy.analysis.probes import (
     LinearProbe,
     evaluate,
     evaluate_probes,
@@ -253,7 +253,7 @@ def test_numba_engine_reads_float32_memmap(tmp_path):
 
 
 def test_engine_choice_and_errors(data):
-    from redundancy import probes as mod
+    from redundancy.analysis import probes as mod
 
     X, y = data
     have_numba = mod._probe_kernel() is not None

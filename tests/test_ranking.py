@@ -1,4 +1,4 @@
-"""Tests for redundancy.ranking: LCA ordering against a direct loop of its definition, grids,
+"""Tests for redundancy.analysis.ranking: LCA ordering against a direct loop of its definition, grids,
 and the minimal set against the one-by-one search."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redundancy.probes import LinearProbe, evaluate, train_probe
-from redundancy.ranking import (
+from redundancy.analysis.probes import LinearProbe, evaluate, train_probe
+from redundancy.analysis.ranking import (
     FS_GRID,
     PERCENT_GRID,
     grid_sizes,

@@ -1,12 +1,12 @@
-"""Tests for redundancy.similarity: streaming moments, correlations and linear CKA."""
+"""Tests for redundancy.analysis.similarity: streaming moments, correlations and linear CKA."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from redundancy import similarity as sim
-from redundancy.similarity import (
+from redundancy.analysis import similarity as sim
+from redundancy.analysis.similarity import (
     Moments,
     center_gram,
     cka,

@@ -1,4 +1,4 @@
-"""Tests of redundancy.timing: truncated models compute the right thing; tables are well formed.
+"""Tests of redundancy.analysis.timing: truncated models compute the right thing; tables are well formed.
 
 No assertion is made on the measured times themselves (the machine is shared).
 """
@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from redundancy.timing import block_list, time_forward, time_probe, truncated
+from redundancy.analysis.timing import block_list, time_forward, time_probe, truncated
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_xlnet"])

@@ -1,4 +1,4 @@
-"""Tests for redundancy.transfer: LayerSelector rule, JSON round-trip, and the whole
+"""Tests for redundancy.analysis.transfer: LayerSelector rule, JSON round-trip, and the whole
 LayerSelector + CC + FS pipeline on a planted task whose answer is three neurons of layer 2."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redundancy.transfer import (
+from redundancy.analysis.transfer import (
     IncrementalScores,
     LayerSelector,
     TransferResult,
@@ -58,7 +58,7 @@ def splits():
 
 @pytest.fixture(scope="module")
 def sweep(splits):
-    pytest.importorskip("redundancy.clustering")
+    pytest.importorskip("redundancy.analysis.clustering")
     (Xtr, ytr), (Xdv, ydv), (Xte, yte) = splits
     cache = {}
     results = ccfs_sweep(
@@ -89,7 +89,7 @@ def test_ccfs_sweep_shares_work(sweep):
 
 
 def test_ccfs_reuses_given_incremental_scores(splits, sweep):
-    pytest.importorskip("redundancy.clustering")
+    pytest.importorskip("redundancy.analysis.clustering")
     (Xtr, ytr), (Xdv, ydv), (Xte, yte) = splits
     # Planted incremental scores make LayerSelector keep layers 0..3; CC then merges copies.
     inc = IncrementalScores(dev=[0.5, 0.5, 0.6, 0.99], test=[0.5, 0.5, 0.6, 0.98])

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import atomic_write_text, check_choice, progress_disabled, resolve_device, stable_hash
-from ._utils import cache_dir as _cache_dir
-from .data.base import Task
+from .._utils import atomic_write_text, check_choice, progress_disabled, resolve_device, stable_hash
+from .._utils import cache_dir as _cache_dir
+from ..data.base import Task
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ._utils import check_choice, stable_hash
+from .._utils import check_choice, stable_hash
 from .probes import (
     KINDS,
     evaluate_probes,

@@ -29,11 +29,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._utils import atomic_write_text, stable_hash
+from .._utils import atomic_write_text, stable_hash
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
 BUILD_DIR = REPO_ROOT / "build"
@@ -102,7 +102,7 @@ def ensure_kernel(folder: str | os.PathLike) -> str:
 def library_source_hash() -> str:
     """Hash of every Python file of the library (a changed library re-executes the notebooks)."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._utils import progress_disabled
+from .._utils import progress_disabled
 from .probes import LinearProbe, evaluate_probes, train_probes
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ def _configure_cache() -> None:
     if os.access(probe, os.W_OK):
         return
     try:
-        from ._utils import cache_dir
+        from .._utils import cache_dir
 
         os.environ["NUMBA_CACHE_DIR"] = str(cache_dir("numba"))
     except OSError:  # pragma: no cover - no writable cache anywhere: numba falls back itself

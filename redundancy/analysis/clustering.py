@@ -609,7 +609,7 @@ def correlation_clustering(
     -------
     ClusterResult
     """
-    from redundancy import similarity
+    from redundancy.analysis import similarity
 
     caller = "correlation_clustering"
     threshold = _check_threshold(threshold, caller)

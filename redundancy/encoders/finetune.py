@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import cache_dir as _cache_dir
-from ._utils import progress_disabled, resolve_device, stable_hash
-from .data.base import Task
+from .._utils import cache_dir as _cache_dir
+from .._utils import progress_disabled, resolve_device, stable_hash
+from ..data.base import Task
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._utils import check_choice, progress_disabled, resolve_device
+from .._utils import check_choice, progress_disabled, resolve_device
 
 logger = logging.getLogger(__name__)
 

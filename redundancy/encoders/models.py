@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ._utils import cache_dir, resolve_device, stable_hash
+from .._utils import cache_dir, resolve_device, stable_hash
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ._utils import progress_disabled, resolve_device
+from .._utils import progress_disabled, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def time_forward(
     import torch
     from tqdm.auto import tqdm
 
-    from .models import load_model
+    from ..encoders.models import load_model
 
     if repeats < 1:
         raise ValueError(

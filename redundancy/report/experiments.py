@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from ._utils import atomic_write_text, cache_dir, json_default, stable_hash
+from .. import __version__
+from .._utils import atomic_write_text, cache_dir, json_default, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ def _model_problem(model: str) -> str | None:
     """Why ``model`` cannot be loaded offline, or None when it can."""
     if model in BUILTIN_MODELS:
         try:
-            from .models import resolve_model
+            from ..encoders.models import resolve_model
 
             resolve_model(model)
         except Exception as exc:  # the library's message says how to get it
@@ -497,16 +497,12 @@ def _model_problem(model: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 @functools.cache
 def _source_hash(*modules: str) -> str:
-    """Hash of the source files of library modules (``"probes"``, ``"data"``, ...)."""
-    root = Path(__file__).parent
+    """Hash of the source of the whole library (transitional: every step depends on it)."""
+    root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for mod in modules:
-        target = root / mod
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [root / f"{mod}.py"]
-        for path in files:
-            if path.is_file():
-                h.update(path.name.encode())
-                h.update(path.read_bytes())
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -562,7 +558,7 @@ def get_task(name: str, cfg: Config):
     -------
     redundancy.data.base.Task
     """
-    from .data.tasks import load_task
+    from ..data.tasks import load_task
 
     options = dict(cfg.task_options.get(name, {}))
     data_dir = cfg.data_dir.get(name)
@@ -581,7 +577,7 @@ def model_table(cfg: Config) -> pd.DataFrame:
     """Layers (embeddings included), hidden size and features of every model of the run."""
     from transformers import AutoConfig
 
-    from .models import resolve_model
+    from ..encoders.models import resolve_model
 
     rows = []
     for model in cfg.models:
@@ -604,7 +600,7 @@ def model_table(cfg: Config) -> pd.DataFrame:
 
 def task_table(cfg: Config) -> pd.DataFrame:
     """Per task and split: sentences, tokens, instances, labels (:func:`task_summary`)."""
-    from .data.tasks import task_summary
+    from ..data.tasks import task_summary
 
     frames = []
     for name in cfg.tasks:
@@ -618,7 +614,7 @@ def task_table(cfg: Config) -> pd.DataFrame:
 
 def finetuned_model(model: str, task_name: str, cfg: Config, *, progress: bool = True) -> str:
     """Folder of ``model`` fine-tuned on a sentence task (cached by the library)."""
-    from .finetune import finetune
+    from ..encoders.finetune import finetune
 
     path = finetune(
         model,
@@ -661,7 +657,7 @@ def get_activations(
     -------
     redundancy.extract.Activations
     """
-    from .extract import extract
+    from ..encoders.extract import extract
 
     source = features_model(model, task_name, cfg, finetuned=finetuned)
     acts = extract(
@@ -709,7 +705,7 @@ def extraction_table(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
 
 def _model_key(model: str, task_name: str, cfg: Config, finetuned: bool | None = None) -> dict:
     """Identity of the features: model identity + task fingerprints + extraction options."""
-    from .models import model_identity
+    from ..encoders.models import model_identity
 
     task = get_task(task_name, cfg)
     source = features_model(model, task_name, cfg, finetuned=finetuned)
@@ -732,7 +728,7 @@ def layer_cka(
 
     ``finetuned=False`` (default) uses the pretrained model, as the paper's general analysis.
     """
-    from . import similarity
+    from ..analysis import similarity
 
     key = _key("cka", ("similarity",), features=_model_key(model, task_name, cfg, finetuned))
 
@@ -746,7 +742,7 @@ def layer_cka(
 def cross_model_cka(model_a: str, model_b: str, task_name: str, cfg: Config) -> np.ndarray:
     """Linear CKA between every layer of ``model_a`` and every layer of ``model_b`` (pretrained,
     same training instances), cached."""
-    from . import similarity
+    from ..analysis import similarity
 
     key = _key(
         "cross_cka",
@@ -771,7 +767,7 @@ def _probe_data(model, task_name, cfg):
 
 def _train_and_score(task, splits, subsets, cfg, *, progress=True):
     """Train probes on ``subsets`` jointly, score them on dev and test: (probes, dev, test)."""
-    from . import probes
+    from ..analysis import probes
 
     train = splits["train"]
     trained = probes.train_probes(
@@ -817,7 +813,7 @@ def layer_probe_scores(
         Columns ``kind`` (``"layer"``, ``"incremental"``, ``"oracle"``), ``layer``,
         ``n_neurons``, ``dev``, ``test``; scores are fractions (accuracy) or the task metric.
     """
-    from . import probes
+    from ..analysis import probes
 
     key = _probe_key("layer_probes", model, task_name, cfg)
 
@@ -880,7 +876,7 @@ def oracle_probe(model: str, task_name: str, cfg: Config):
     -------
     redundancy.probes.LinearProbe
     """
-    from .probes import LinearProbe
+    from ..analysis.probes import LinearProbe
 
     key = _probe_key("layer_probes", model, task_name, cfg)
     path = cache_dir("results") / "oracle" / f"{key}.json"
@@ -909,7 +905,7 @@ def neuron_correlation(model: str, task_name: str, cfg: Config) -> np.ndarray:
 
     Kept in memory for the last (model, task) only: at 9,984 neurons it takes 400 MB.
     """
-    from . import similarity
+    from ..analysis import similarity
 
     key = stable_hash(_model_key(model, task_name, cfg))
     if key not in _CORR:
@@ -1112,7 +1108,7 @@ def cc_sweep(model: str, task_name: str, cfg: Config, *, progress: bool = True) 
         One row per threshold: ``threshold``, ``n_clusters``, ``n_kept``, ``n_neurons``,
         ``percent_removed``, ``largest_cluster``, ``dev``, ``test``.
     """
-    from . import clustering
+    from ..analysis import clustering
 
     key = _probe_key(
         "cc_sweep",
@@ -1167,7 +1163,7 @@ def cluster_windows_for(
         One row per cluster: ``window``, ``size``; column ``n_layers`` repeats the model's
         number of layers (the largest possible window).
     """
-    from . import clustering
+    from ..analysis import clustering
 
     threshold = cfg.cc_threshold if threshold is None else float(threshold)
     key = _key(
@@ -1202,7 +1198,7 @@ def selected_layers(scores: pd.DataFrame, delta: float) -> pd.DataFrame:
         on the incremental dev scores), ``last layer``, ``oracle dev``, ``dev at selected``,
         ``test at selected``, ``oracle test``.
     """
-    from .transfer import select_layer
+    from ..analysis.transfer import select_layer
 
     rows = []
     for (model, task), part in scores.groupby(["model", "task"], sort=False):
@@ -1227,7 +1223,7 @@ def selected_layers(scores: pd.DataFrame, delta: float) -> pd.DataFrame:
 
 def neuron_ranking(model: str, task_name: str, cfg: Config) -> np.ndarray:
     """Global neuron ids in LCA order of the oracle probe's weights (most important first)."""
-    from .ranking import rank_neurons
+    from ..analysis.ranking import rank_neurons
 
     return rank_neurons(oracle_probe(model, task_name, cfg))
 
@@ -1243,7 +1239,7 @@ def minimal_set_for(model: str, task_name: str, cfg: Config, *, progress: bool =
         (DataFrame ``percent``, ``k``, ``dev`` for every size tried) and ``layer_share``
         (fraction of the set in each layer).
     """
-    from . import probes, ranking
+    from ..analysis import probes, ranking
 
     key = _probe_key(
         "minimal_set", model, task_name, cfg, modules=("probes", "ranking"), delta=cfg.delta
@@ -1309,7 +1305,7 @@ def transfer_table(
         ``test_cc``, ``test_fs``, ``dev_...``), ``reduction`` (% of neurons removed),
         ``percent_kept`` and ``score_kept`` (final test score, % of the oracle's).
     """
-    from .transfer import IncrementalScores, TransferResult, ccfs_sweep
+    from ..analysis.transfer import IncrementalScores, TransferResult, ccfs_sweep
 
     key = _probe_key(
         "transfer",
@@ -1391,9 +1387,9 @@ def forward_timing(model: str, cfg: Config, *, progress: bool = True) -> pd.Data
     DataFrame
         ``layer``, ``ms_per_instance``, ``full_ms_per_instance``, ``speedup``, ``device``, ...
     """
-    from ._utils import resolve_device
-    from .models import model_identity
-    from .timing import time_forward
+    from .._utils import resolve_device
+    from ..analysis.timing import time_forward
+    from ..encoders.models import model_identity
 
     task_name = cfg.tasks[0]
     task = get_task(task_name, cfg)
@@ -1429,8 +1425,8 @@ def probe_timing(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
     DataFrame
         ``n_features``, ``seconds``, ``n_instances``, ``n_classes``, ``epochs``, ``device``.
     """
-    from ._utils import resolve_device
-    from .timing import time_probe
+    from .._utils import resolve_device
+    from ..analysis.timing import time_probe
 
     key = _key(
         "probe_timing",

@@ -1,0 +1,1 @@
+"""Analyses on activation matrices: similarity, clustering, probes, ranking, transfer, timing."""

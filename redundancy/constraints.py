@@ -1,0 +1,372 @@
+"""One declarative source of parameter constraints.
+
+Every bound a parameter has (``delta`` in [0, 100), a clustering ``threshold`` in (0, 1], a
+``max_length`` of at least 8 tokens, ...) is written once here, as a small object that both
+checks a value and words the error. The library functions check their arguments with
+:func:`check`; :class:`redundancy.report.config.Config` and the command line check the same
+names with the same objects, so a parameter file is refused *before* any work for exactly
+the values a function deep inside the pipeline would refuse later. The model is
+scikit-learn's ``validate_params`` with ``Interval`` and ``StrOptions``.
+
+Errors follow scikit-learn's wording::
+
+    The 'delta' parameter of minimal_set must be a number in [0, 100). Got 100 instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "PARAMS",
+    "Boolean",
+    "Constraint",
+    "Integer",
+    "ListOf",
+    "Options",
+    "Real",
+    "Text",
+    "check",
+    "parse_list",
+]
+
+
+def _fail(name: str, caller: str, wanted: str, value) -> None:
+    raise ValueError(f"The {name!r} parameter of {caller} must be {wanted}. Got {value!r} instead.")
+
+
+class Constraint:
+    """A rule a parameter value must follow; :meth:`validate` returns the normalised value."""
+
+    optional = False
+
+    def describe(self) -> str:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _check(self, value):  # returns the normalised value or raises _Bad
+        raise NotImplementedError  # pragma: no cover
+
+    def validate(self, value, name: str, caller: str):
+        """The normalised value, or a ValueError naming ``name``, ``caller`` and the rule."""
+        if value is None and self.optional:
+            return None
+        try:
+            return self._check(value)
+        except _Bad:
+            _fail(name, caller, self.wording(), value)
+
+    def wording(self) -> str:
+        return self.describe() + (" or None" if self.optional else "")
+
+    def invalid_examples(self) -> list:
+        """Values this constraint refuses (used by the tests to prove that the configuration
+        and the library refuse the same values)."""
+        return [] if self.optional else [None]
+
+
+class _Bad(Exception):
+    pass
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Integer(Constraint):
+    """An int in ``[low, high]`` (either bound may be None)."""
+
+    low: int | None = None
+    high: int | None = None
+    optional: bool = False
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"an int in [{self.low}, {self.high}]"
+        if self.low is not None:
+            return f"an int >= {self.low}"
+        if self.high is not None:
+            return f"an int <= {self.high}"
+        return "an int"
+
+    def _check(self, value):
+        if not _is_int(value):
+            raise _Bad
+        value = int(value)
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise _Bad
+        return value
+
+    def invalid_examples(self) -> list:
+        out = super().invalid_examples() + ["1", 1.5, True]
+        if self.low is not None:
+            out.append(self.low - 1)
+        if self.high is not None:
+            out.append(self.high + 1)
+        return out
+
+
+@dataclass(frozen=True)
+class Real(Constraint):
+    """A finite number in an interval; ``closed`` says which ends belong to it."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # "both", "left", "right", "neither"
+    optional: bool = False
+
+    def describe(self) -> str:
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        if self.low is not None and self.high is not None:
+            return f"a number in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"a number {'>=' if left == '[' else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"a number {'<=' if right == ']' else '<'} {self.high:g}"
+        return "a finite number"
+
+    def _check(self, value):
+        if not _is_real(value) or not math.isfinite(float(value)):
+            raise _Bad
+        value = float(value)
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left)):
+            raise _Bad
+        if self.high is not None and (value > self.high or (value == self.high and not right)):
+            raise _Bad
+        return value
+
+    def invalid_examples(self) -> list:
+        out = super().invalid_examples() + ["0.5", float("nan"), True]
+        if self.low is not None:
+            out.append(self.low - 1)
+            if self.closed in ("right", "neither"):
+                out.append(self.low)
+        if self.high is not None:
+            out.append(self.high + 1)
+            if self.closed in ("left", "neither"):
+                out.append(self.high)
+        return out
+
+
+@dataclass(frozen=True)
+class Options(Constraint):
+    """One of a fixed set of values."""
+
+    choices: tuple = ()
+    optional: bool = False
+
+    def describe(self) -> str:
+        return "one of {" + ", ".join(repr(c) for c in self.choices) + "}"
+
+    def _check(self, value):
+        if isinstance(value, bool) or value not in self.choices:
+            raise _Bad
+        return value
+
+    def invalid_examples(self) -> list:
+        return super().invalid_examples() + ["not-an-option", 3]
+
+
+@dataclass(frozen=True)
+class Boolean(Constraint):
+    """``True`` or ``False`` (not 0/1, not a string)."""
+
+    optional: bool = False
+
+    def describe(self) -> str:
+        return "a bool (true or false)"
+
+    def _check(self, value):
+        if type(value).__name__ not in ("bool", "bool_"):
+            raise _Bad
+        return bool(value)
+
+    def invalid_examples(self) -> list:
+        return super().invalid_examples() + ["yes", 1]
+
+
+@dataclass(frozen=True)
+class Text(Constraint):
+    """A non-empty string."""
+
+    optional: bool = False
+
+    def describe(self) -> str:
+        return "a non-empty string"
+
+    def _check(self, value):
+        if not isinstance(value, str) or not value.strip():
+            raise _Bad
+        return value
+
+    def invalid_examples(self) -> list:
+        return super().invalid_examples() + ["", 3]
+
+
+def parse_list(value):
+    """A list from what people pass for a list parameter.
+
+    Lists and tuples are taken as they are; a string that holds a JSON or YAML list
+    (``'["minilm", "mpnet"]'``, what ``papermill -p models '[...]'`` injects) is parsed; any
+    other scalar becomes a one-element list (``papermill -p models minilm``).
+    """
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            import yaml
+
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed = None
+        if not isinstance(parsed, list):
+            raise _Bad
+        return parsed
+    return [value]
+
+
+@dataclass(frozen=True)
+class ListOf(Constraint):
+    """A list of values that each follow ``item``; see :func:`parse_list` for what is accepted."""
+
+    item: Constraint = Text()
+    min_len: int = 0
+    unique: bool = True
+    optional: bool = False
+
+    def describe(self) -> str:
+        size = f" (at least {self.min_len})" if self.min_len else ""
+        distinct = " without duplicates" if self.unique else ""
+        return f"a list{distinct}{size} of {_plural(self.item.describe())}"
+
+    def _check(self, value):
+        if isinstance(value, (Mapping, set)):
+            raise _Bad
+        items = parse_list(value)
+        out = []
+        for item in items:
+            try:
+                out.append(self.item._check(item))
+            except _Bad:
+                raise _Bad from None
+        if len(out) < self.min_len:
+            raise _Bad
+        if self.unique and len({json.dumps(x, sort_keys=True, default=str) for x in out}) != len(
+            out
+        ):
+            raise _Bad
+        return tuple(out)
+
+    def invalid_examples(self) -> list:
+        bad_item = next((v for v in self.item.invalid_examples() if v is not None), None)
+        out = super().invalid_examples() + [{"a": 1}]
+        if bad_item is not None:
+            out.append([bad_item])
+        if self.min_len:
+            out.append([])
+        return out
+
+
+@dataclass(frozen=True)
+class Pair(Constraint):
+    """A two-element list, each element following ``item`` (e.g. ``[delta_LS, delta_FS]``)."""
+
+    item: Constraint = Real()
+
+    def describe(self) -> str:
+        return f"a pair [a, b] of {_plural(self.item.describe())}"
+
+    def _check(self, value):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise _Bad
+        return tuple(self.item._check(v) for v in value)
+
+    def invalid_examples(self) -> list:
+        return [[1.0], [1.0, 2.0, 3.0], "1, 1"]
+
+
+def _plural(description: str) -> str:
+    for article in ("an ", "a "):
+        if description.startswith(article):
+            word, _, rest = description[len(article) :].partition(" ")
+            return f"{word}s {rest}".strip()
+    return description
+
+
+DELTA = Real(0, 100, closed="left")
+THRESHOLD = Real(0, 1, closed="right")
+
+PARAMS: dict[str, Constraint] = {
+    # data
+    "train_tokens": Integer(1, optional=True),
+    "dev_tokens": Integer(1, optional=True),
+    "test_tokens": Integer(1, optional=True),
+    "train_sentences": Integer(1, optional=True),
+    "dev_sentences": Integer(1, optional=True),
+    "test_sentences": Integer(1, optional=True),
+    "random_state": Integer(0),
+    # extraction
+    "aggregation": Options(("first", "last", "mean")),
+    "pooling": Options(("auto", "first", "last", "mean")),
+    "dtype": Options(("float32", "float16")),
+    # 8 tokens leave room for up to 6 special tokens and 2 word pieces: every tokenizer
+    # the library knows; anything shorter cannot hold a word with its special tokens
+    "max_length": Integer(8, 100_000, optional=True),
+    "batch_size": Integer(1),
+    # fine-tuning and probes
+    "epochs": Integer(1),
+    "learning_rate": Real(0, closed="neither"),
+    "l1": Real(0),
+    "l2": Real(0),
+    "max_train_sentences": Integer(1, optional=True),
+    "compute_dtype": Options(("float32", "bfloat16")),
+    # analyses
+    "threshold": THRESHOLD,
+    "delta": DELTA,
+    "delta_pair": Pair(DELTA),
+    "representative": Options(("random", "central")),
+    "n_seeds": Integer(1, 100),
+    "n_bootstrap": Integer(0, 1_000_000),
+    "confidence": Real(0, 1, closed="neither"),
+    "device": Text(optional=True),
+    "instances": Integer(1),
+}
+"""Every constrained parameter of the library, by the name the functions use."""
+
+
+def check(name: str, value, caller: str, *, param: str | None = None):
+    """Check ``value`` against ``PARAMS[param or name]``; return it normalised.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name as the caller spells it (shown in the error).
+    value
+        The value to check.
+    caller : str
+        The function or object whose parameter it is (shown in the error).
+    param : str, optional
+        Key of :data:`PARAMS` when it differs from ``name`` (``probe_lr`` -> ``learning_rate``).
+    """
+    return PARAMS[param or name].validate(value, name, caller)
+
+
+def check_sequence(name: str, values: Sequence, caller: str, *, param: str | None = None):
+    """Check every element of ``values`` against one constraint; return a tuple."""
+    return tuple(check(name, v, caller, param=param) for v in values)

@@ -1,0 +1,1 @@
+"""Encoders: model resolution, activation extraction with its cache, fine-tuning."""
