@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -13,13 +14,45 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+"""The folder of the ``redundancy`` package."""
+
+
+def checkout_root() -> Path | None:
+    """The git checkout the package runs from (its ``pyproject.toml`` names this project), or
+    None for an installed copy."""
+    root = PACKAGE_DIR.parent
+    marker = root / "pyproject.toml"
+    try:
+        if marker.is_file() and 'name = "redundancy"' in marker.read_text(errors="replace"):
+            return root
+    except OSError:  # pragma: no cover - unreadable file
+        pass
+    return None
+
+
+def cache_root() -> Path:
+    """Where every cache lives: ``$REDUNDANCY_CACHE`` if set, else ``.cache/`` of the checkout
+    the library runs from, else ``~/.cache/redundancy`` (an installed copy).
+
+    ``make``, ``python -m redundancy`` and a notebook started from the checkout therefore
+    share one cache.
+    """
+    env = os.environ.get("REDUNDANCY_CACHE")
+    if env:
+        return Path(env).expanduser()
+    checkout = checkout_root()
+    if checkout is not None:
+        return checkout / ".cache"
+    return Path.home() / ".cache" / "redundancy"
+
+
 def cache_dir(sub: str | None = None, root: str | os.PathLike | None = None) -> Path:
     """Return (and create) the cache folder, or one of its sub-folders.
 
-    The root is, in order: ``root`` if given, ``$REDUNDANCY_CACHE``, ``~/.cache/redundancy``.
-    The Makefile points ``$REDUNDANCY_CACHE`` at ``.cache/`` inside the checkout.
+    The root is ``root`` if given, else :func:`cache_root`.
     """
-    base = Path(root or os.environ.get("REDUNDANCY_CACHE") or Path.home() / ".cache" / "redundancy")
+    base = Path(root) if root else cache_root()
     path = base / sub if sub else base
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -89,7 +122,151 @@ def check_choice(value, choices, *, name: str, caller: str):
     return value
 
 
+PROGRESS_ENV = "REDUNDANCY_PROGRESS"
+"""Environment variable naming a file that receives progress output instead of the terminal
+or the notebook (the book runner sets it for its kernels and shows the file's tail)."""
+
+
 def progress_disabled(progress: bool) -> bool:
     """Whether to hide a progress bar: ``progress=False``, or ``$TQDM_DISABLE`` set to a true
-    value (the book runner sets it so that executed chapters hold results, not bar updates)."""
+    value."""
     return not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+
+
+_CHANNEL: dict[str, object] = {}
+
+
+def _channel():
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return None
+    if path not in _CHANNEL:
+        _CHANNEL[path] = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    return _CHANNEL[path]
+
+
+def progress_bar(iterable=None, *, progress: bool = True, **kwargs):
+    """A tqdm progress bar: in the notebook or terminal as usual, or written to the book
+    runner's progress file when ``$REDUNDANCY_PROGRESS`` is set (so rendered chapters hold
+    results, not bar updates, while the terminal still shows what runs)."""
+    channel = _channel()
+    if channel is not None and progress:
+        from tqdm import tqdm as plain_tqdm
+
+        return plain_tqdm(
+            iterable, file=channel, mininterval=1.0, ncols=110, ascii=True, disable=False, **kwargs
+        )
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=progress_disabled(progress), **kwargs)
+
+
+def announce(text: str) -> None:
+    """Say what long work starts now: on the book runner's progress file when there is one,
+    else in the log."""
+    channel = _channel()
+    if channel is not None:
+        channel.write(f"\n>> {text}\n")
+        channel.flush()
+    else:
+        logger.info(text)
+
+
+# --------------------------------------------------------------------------------------------
+# what a cached result depends on: the source of the code that made it
+# --------------------------------------------------------------------------------------------
+def _module_file(name: str) -> Path | None:
+    """Source file of a ``redundancy`` module (``redundancy.analysis.probes``), or None."""
+    parts = name.split(".")
+    if parts[0] != "redundancy":
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """``redundancy`` modules imported anywhere in a file (top level or inside functions)."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            # `from pkg import name` may name a sub-module
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.split(".")[0] == "redundancy"}
+
+
+@functools.cache
+def module_closure(module: str) -> tuple[str, ...]:
+    """Every ``redundancy`` module ``module`` depends on through its imports, itself included
+    (imports inside functions count; parent packages' ``__init__`` files count too)."""
+    todo, seen = [module], {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            seen[name] = None
+            continue
+        seen[name] = path
+        todo.extend(_imported_modules(path, name))
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return tuple(sorted(n for n, p in seen.items() if p is not None))
+
+
+@functools.cache
+def source_digest(*modules: str) -> str:
+    """Digest of the source of ``modules`` and of everything they import from the library.
+
+    Part of every cache key, so that a cached result or activation made by other code is
+    rebuilt, never trusted. Computed from the files' bytes: a moved checkout or a rebuilt
+    virtual environment gives the same digest.
+    """
+    names = sorted({m for module in modules for m in module_closure(module)})
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0")
+        h.update(_module_file(name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, memoised on disk by (absolute path, size, mtime).
+
+    Hashing a 400 MB weight file takes about a second; the memo (``<cache>/identity``) makes
+    the second call free, while a moved or re-installed file is simply hashed again and
+    gives the same digest.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    memo_key = stable_hash([str(path), st.st_size, st.st_mtime_ns], length=24)
+    memo = cache_dir("identity") / f"{memo_key}.sha256"
+    try:
+        digest = memo.read_text().strip()
+        if len(digest) == 64:
+            return digest
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    atomic_write_text(memo, digest + "\n")
+    return digest

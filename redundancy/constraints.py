@@ -346,6 +346,7 @@ PARAMS: dict[str, Constraint] = {
     "confidence": Real(0, 1, closed="neither"),
     "device": Text(optional=True),
     "instances": Integer(1),
+    "repeats": Integer(1, 1000),
 }
 """Every constrained parameter of the library, by the name the functions use."""
 

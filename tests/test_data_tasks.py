@@ -228,7 +228,7 @@ def test_unknown_task_lists_known_names():
 
 
 def test_unknown_option_lists_valid_ones():
-    with pytest.raises(TypeError) as info:
+    with pytest.raises(ValueError) as info:
         load_task("brown-pos", max_sentences=10)
     message = str(info.value)
     assert "max_sentences" in message and "train_tokens" in message and "random_state" in message

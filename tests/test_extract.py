@@ -13,15 +13,14 @@ from transformers import AutoModel, AutoTokenizer
 
 import redundancy.encoders.extract as ex
 from redundancy.data.base import UNSEEN_LABEL, Split, Task, label_vocabulary
-from redundancy.encoders.extract import (
-    Activations,
+from redundancy.encoders.alignment import (
     align_words,
     choose_windows,
-    extract,
     pool_pieces,
     pool_sentence,
     tokenize_words,
 )
+from redundancy.encoders.extract import Activations, extract
 
 ATOL = 1e-5
 _REAL_FORWARD = ex._forward
@@ -284,7 +283,7 @@ def _only_folder(root):
     return folder
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "index"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "fields", "index"])
 def test_damaged_cache_is_rebuilt(tiny_bert, tmp_path, monkeypatch, damage):
     task = make_token_task(4)
     clean = np.array(extract(tiny_bert, task, cache_dir=tmp_path, progress=False).acts)
@@ -300,6 +299,8 @@ def test_damaged_cache_is_rebuilt(tiny_bert, tmp_path, monkeypatch, damage):
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["key"] = "0" * 16
         (folder / "manifest.json").write_text(json.dumps(manifest))
+    elif damage == "fields":  # valid JSON without the fields a manifest needs
+        (folder / "manifest.json").write_text(json.dumps({"format": 2, "key": "x"}))
     else:
         np.save(folder / "sentence_index.npy", np.zeros(len(clean), dtype=np.int32))
     counter = _Counter()
@@ -376,3 +377,20 @@ def test_tasks_over_the_same_sentences_share_the_cache(tiny_bert, tmp_path, monk
     np.testing.assert_array_equal(second.acts, first.acts)
     np.testing.assert_array_equal(second.labels, relabelled.encode("train"))
     assert not np.array_equal(second.labels, first.labels)
+
+
+def test_a_moved_model_folder_hits_the_cache(tiny_bert, tmp_path, monkeypatch):
+    """Identity is content, not location: a copy elsewhere (a new clone, a rebuilt .venv)
+    finds the activations extracted from the original."""
+    import shutil
+
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
+    task = make_token_task(4)
+    first = extract(tiny_bert, task, cache_dir=tmp_path / "acts", progress=False)
+    moved = tmp_path / "new-venv" / "site-packages" / "model"
+    shutil.copytree(tiny_bert, moved)
+    counter = _Counter()
+    monkeypatch.setattr(ex, "_forward", counter)
+    again = extract(str(moved), task, cache_dir=tmp_path / "acts", progress=False)
+    assert counter.calls == 0
+    np.testing.assert_array_equal(again.acts, first.acts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -33,18 +34,28 @@ def test_resolve_mpnet_missing_says_what_to_run(tmp_path, monkeypatch):
         resolve_model("mpnet")
 
 
-def test_model_identity_tracks_weight_files(tiny_bert, tmp_path):
+def test_model_identity_is_content_not_location(tiny_bert, tmp_path, monkeypatch):
     import shutil
 
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "m"
     shutil.copytree(tiny_bert, folder)
     a = model_identity(str(folder))
-    assert a["path"] == str(folder.resolve()) and a["config_hash"]
-    assert model_identity(str(folder)) == a
-    weights = folder / "model.safetensors"
+    assert "model.safetensors" in a["files"] and "config.json" in a["files"]
+    assert str(tmp_path) not in json.dumps(a), "no path in the identity"
+    # a moved copy, a touched weight file and an edited README keep the identity
+    moved = tmp_path / "elsewhere" / "m2"
+    shutil.copytree(folder, moved)
+    weights = moved / "model.safetensors"
     st = weights.stat()
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert model_identity(str(folder)) != a
+    (moved / "README.md").write_text("notes")
+    assert model_identity(str(moved)) == a
+    # changed weights give a new identity
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    assert model_identity(str(moved))["digest"] != a["digest"]
     # hub ids that cannot be reached still get an identity
     hub = model_identity("no-such-org/no-such-model")
     assert hub["hub_id"] == "no-such-org/no-such-model"

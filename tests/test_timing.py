@@ -10,7 +10,16 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from redundancy.analysis.timing import block_list, time_forward, time_probe, truncated
+from redundancy.analysis.timing import (
+    block_list,
+    clear_difference,
+    round_robin,
+    summarize_forward,
+    summarize_probe,
+    time_forward,
+    time_probe,
+    truncated,
+)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_xlnet"])
@@ -33,25 +42,49 @@ def test_truncated_model_equals_hidden_state_of_full_model(fixture, request):
         assert model.pooler is not None
 
 
-def test_time_forward_table(tiny_bert):
+def test_round_robin_interleaves_and_rotates():
+    order = round_robin([0, 1, 2], 3)
+    assert order == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (1, 0), (2, 2), (2, 0), (2, 1)]
+
+
+def test_time_forward_is_round_robin_on_a_tiny_model(tiny_bert):
+    """Every layer is timed once per round, rounds never overlap, and the summary's speed-ups
+    are the paired within-round ratios."""
     sentences = ["the cat sat on the mat", "a quick brown fox", "dogs"] * 3
-    table = time_forward(tiny_bert, sentences, batch_size=4, repeats=2, progress=False)
-    assert list(table["layer"]) == [0, 1, 2]
-    assert (table["ms_per_instance"] > 0).all() and table["n_instances"].eq(9).all()
-    np.testing.assert_allclose(table["speedup"].iloc[-1], 1.0)
-    np.testing.assert_allclose(
-        table["speedup"], table["full_ms_per_instance"] / table["ms_per_instance"]
-    )
+    raw = time_forward(tiny_bert, sentences, batch_size=4, repeats=3, progress=False)
+    assert sorted(raw["layer"].unique()) == [0, 1, 2] and len(raw) == 9
+    assert list(raw["order"]) == list(range(9))
+    for r in range(3):  # round r holds all layers, between rounds r-1 and r+1
+        part = raw[raw["repeat"] == r]
+        assert sorted(part["layer"]) == [0, 1, 2]
+        assert part["order"].min() == 3 * r and part["order"].max() == 3 * r + 2
+    assert (raw["ms_per_instance"] > 0).all() and raw["n_instances"].eq(9).all()
+    summary = summarize_forward(raw)
+    wide = raw.pivot_table(index="repeat", columns="layer", values="ms_per_instance")
+    np.testing.assert_allclose(summary["speedup"], [np.median(wide[2] / wide[k]) for k in range(3)])
+    np.testing.assert_allclose(summary.loc[summary["layer"] == 2, "speedup"], 1.0)
+    assert (summary["speedup_low"] <= summary["speedup"]).all()
+    assert (summary["speedup"] <= summary["speedup_high"]).all()
     words = [("the", "cat"), ("a", "quick", "fox")]
     one = time_forward(tiny_bert, words, layers=[1], repeats=1, progress=False)
-    assert list(one["layer"]) == [1]
+    assert sorted(one["layer"]) == [1, 2]  # the full model is always timed too
     with pytest.raises(ValueError, match="'layers' parameter of time_forward"):
         time_forward(tiny_bert, words, layers=[5], repeats=1, progress=False)
 
 
 def test_time_probe_table():
-    table = time_probe([4, 16], n_instances=256, epochs=1, progress=False)
-    assert list(table["n_features"]) == [4, 16]
-    assert (table["seconds"] > 0).all() and table["n_instances"].eq(256).all()
+    raw = time_probe([16, 4], n_instances=256, epochs=1, repeats=2, progress=False)
+    assert list(raw["n_features"]) == [4, 16, 16, 4]
+    assert (raw["seconds"] > 0).all() and raw["n_instances"].eq(256).all()
+    summary = summarize_probe(raw)
+    assert list(summary["n_features"]) == [4, 16]
+    np.testing.assert_allclose(summary["vs_smallest"].iloc[0], 1.0)
     with pytest.raises(ValueError, match="n_features_list"):
         time_probe([], n_instances=10)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"), [(1.1, 2.0, 1), (0.5, 0.9, -1), (0.9, 1.2, 0)]
+)
+def test_clear_difference_only_outside_the_spread(low, high, expected):
+    assert clear_difference(low, high) == expected

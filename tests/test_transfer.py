@@ -71,12 +71,12 @@ def sweep(splits):
 def test_ccfs_finds_planted_layer_and_neurons(sweep):
     results, _ = sweep
     for res in results:
-        assert res.layer == 2, res.summary_row()
+        assert res.layer == 2, res.as_row()
         assert res.n_ls == 3 * H and res.n_all == L * H
         # Noise neurons are uncorrelated: clustering of layers 0..2 keeps them all.
         assert res.n_cc == 3 * H
         assert set(res.neurons) == set(RULE)
-        assert res.n_fs == 3 and res.reduction == pytest.approx(100 * (1 - 3 / 128))
+        assert res.n_fs == 3 and res.fraction_kept == pytest.approx(3 / 128)
         assert res.test["fs"] > 0.97 and res.dev["fs"] > res.dev["cc"] * 0.99
 
 
@@ -107,8 +107,19 @@ def test_transfer_result_json_round_trip(sweep):
     res = sweep[0][0]
     back = TransferResult.from_json(res.to_json())
     assert back == res
-    row = back.summary_row()
-    assert row["layer"] == 2 and row["neurons (FS)"] == 3 and row["delta"] == "(3, 1)"
+    row = back.as_row()
+    assert row["layer"] == 2 and row["n_fs"] == 3 and (row["delta_ls"], row["delta_fs"]) == (3, 1)
+    assert row["branch"] == "LS+CC+FS"
+    assert row["score_kept"] == pytest.approx(res.test["fs"] / res.test["oracle"])
+
+
+def test_ls_fs_branch_skips_clustering(splits):
+    """threshold=None is the authors' second branch: LayerSelector + FS, no clustering."""
+    (Xtr, ytr), (Xdv, ydv), (Xte, yte) = splits
+    res = ccfs(Xtr, ytr, Xdv, ydv, Xte, yte, n_layers=4, n_hidden=H, threshold=None, epochs=3)
+    assert res.branch == "LS+FS" and res.threshold is None
+    assert res.n_cc == res.n_ls == (res.layer + 1) * H
+    assert res.cc_neurons == list(range(res.n_ls))
 
 
 def test_ccfs_checks_layout(splits):

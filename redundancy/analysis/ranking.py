@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from .._utils import progress_disabled
+from .._utils import progress_bar
 from .probes import LinearProbe, evaluate_probes, train_probes
 
 logger = logging.getLogger(__name__)
@@ -267,8 +266,8 @@ def minimal_set(
     threshold = float(base_score) * (1 - delta / 100)
     sizes = grid_sizes(grid, n_total, ordering.size)
     rows, chosen = [], None
-    bar = tqdm(
-        total=len(sizes), desc="minimal set", disable=progress_disabled(progress), leave=False
+    bar = progress_bar(
+        total=len(sizes), desc="minimal set", unit="size", progress=progress, leave=False
     )
     for start in range(0, len(sizes), round_size):
         batch = sizes[start : start + round_size]

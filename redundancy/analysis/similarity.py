@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import blas
-from tqdm.auto import tqdm
 
-from redundancy._utils import check_choice, progress_disabled, resolve_device
+from redundancy._utils import check_choice, progress_bar, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -181,12 +180,12 @@ def _use_torch(device: str) -> bool:
 
 
 def _progress(n: int, *, progress: bool, desc: str):
-    return tqdm(
+    return progress_bar(
         total=n,
         desc=desc,
         unit="row",
         unit_scale=True,
-        disable=progress_disabled(progress),
+        progress=progress,
         leave=False,
     )
 

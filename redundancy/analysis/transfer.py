@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .._utils import check_choice, stable_hash
+from ..constraints import check
 from .probes import (
     KINDS,
     evaluate_probes,
@@ -50,12 +51,7 @@ STEPS = ("oracle", "ls", "cc", "fs")
 
 # ------------------------------------------------------------------ LayerSelector
 def _check_delta(delta, name, caller):
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 100:
-        raise ValueError(
-            f"The {name!r} parameter of {caller} must be a number in [0, 100). "
-            f"Got {delta!r} instead."
-        )
-    return float(delta)
+    return check(name, delta, caller, param="delta")
 
 
 def select_layer(incremental_scores, oracle_score: float | None = None, delta: float = 3.0) -> int:
@@ -184,9 +180,12 @@ class TransferResult:
     ----------
     layer : int
         Selected layer (layers ``0..layer`` kept).
-    delta_ls, delta_fs, threshold : float
+    delta_ls, delta_fs : float
+    threshold : float or None
+        Clustering threshold; None for the branch without clustering (LS + FS).
     n_all, n_ls, n_cc, n_fs : int
-        Neurons: in the whole model, after LayerSelector, after CC, after FS.
+        Neurons: in the whole model, after LayerSelector, after CC (``n_ls`` without
+        clustering), after FS.
     neurons : list of int
         Global ids kept after FS (LCA order).
     cc_neurons : list of int
@@ -203,7 +202,7 @@ class TransferResult:
     layer: int
     delta_ls: float
     delta_fs: float
-    threshold: float
+    threshold: float | None
     n_all: int
     n_ls: int
     n_cc: int
@@ -217,9 +216,20 @@ class TransferResult:
     meta: dict = field(default_factory=dict)
 
     @property
-    def reduction(self) -> float:
-        """Percentage of the model's neurons removed: ``100 * (1 - n_fs / n_all)``."""
-        return 100.0 * (1 - self.n_fs / self.n_all)
+    def branch(self) -> str:
+        """``"LS+CC+FS"``, or ``"LS+FS"`` when no clustering ran (``threshold`` is None)."""
+        return "LS+FS" if self.threshold is None else "LS+CC+FS"
+
+    @property
+    def fraction_kept(self) -> float:
+        """Share of the model's neurons kept after FS: ``n_fs / n_all``."""
+        return self.n_fs / self.n_all
+
+    @property
+    def score_kept(self) -> float:
+        """Final test score as a share of the oracle's (NaN when the oracle scores 0)."""
+        oracle = self.test["oracle"]
+        return self.test["fs"] / oracle if oracle else float("nan")
 
     def to_json(self) -> str:
         """JSON text; :meth:`from_json` gives back an equal result."""
@@ -229,21 +239,23 @@ class TransferResult:
     def from_json(cls, text: str) -> TransferResult:
         return cls(**json.loads(text))
 
-    def summary_row(self) -> dict:
-        """One flat row for a results table (``pandas.DataFrame([r.summary_row() ...])``)."""
+    def as_row(self) -> dict:
+        """One flat row for a results table: deltas, branch, selected layer, neurons after
+        each step, dev and test scores per step, ``fraction_kept`` and ``score_kept``
+        (fractions; convert to percent only for display)."""
         row = {
-            "delta": f"({self.delta_ls:g}, {self.delta_fs:g})",
+            "branch": self.branch,
+            "delta_ls": self.delta_ls,
+            "delta_fs": self.delta_fs,
             "layer": self.layer,
-            "neurons (all)": self.n_all,
-            "neurons (LS)": self.n_ls,
-            "neurons (CC)": self.n_cc,
-            "neurons (FS)": self.n_fs,
-            "reduction %": round(self.reduction, 2),
+            "n_all": self.n_all,
+            "n_ls": self.n_ls,
+            "n_cc": self.n_cc,
+            "n_fs": self.n_fs,
         }
-        for step in STEPS:
-            row[f"test {step}"] = self.test[step]
-        for step in STEPS:
-            row[f"dev {step}"] = self.dev[step]
+        row.update({f"test_{step}": self.test[step] for step in STEPS})
+        row.update({f"dev_{step}": self.dev[step] for step in STEPS})
+        row.update(fraction_kept=self.fraction_kept, score_kept=self.score_kept)
         return row
 
 
@@ -274,7 +286,7 @@ def ccfs(
     n_hidden: int,
     delta_ls: float = 3,
     delta_fs: float = 1,
-    threshold: float = 0.3,
+    threshold: float | None = 0.3,
     representative: str = "random",
     random_state: int = 0,
     metric: str | None = None,
@@ -297,8 +309,9 @@ def ccfs(
         Layer layout of the columns (neuron ``i`` in layer ``i // n_hidden``).
     delta_ls, delta_fs : float
         Allowed losses (percent) for LayerSelector and FS.
-    threshold : float
-        Correlation-clustering threshold ``t`` (paper: 0.3).
+    threshold : float or None
+        Correlation-clustering threshold ``t`` (paper: 0.3). None skips the clustering: the
+        authors' second branch, LayerSelector + FS (their threshold ``-1``).
     representative, random_state : passed to
         :func:`redundancy.clustering.correlation_clustering` (``random_state`` is the
         clustering seed; the probes' seed is ``probe_kwargs["random_state"]``, 42 by
@@ -321,6 +334,8 @@ def ccfs(
     check_choice(kind, KINDS, name="kind", caller=caller)
     delta_ls = _check_delta(delta_ls, "delta_ls", caller)
     delta_fs = _check_delta(delta_fs, "delta_fs", caller)
+    if threshold is not None:
+        threshold = check("threshold", threshold, caller)
     n_all = int(n_layers) * int(n_hidden)
     if X_train.shape[1] != n_all:
         raise ValueError(
@@ -353,14 +368,18 @@ def ccfs(
     n_ls = (layer + 1) * int(n_hidden)
     logger.info("LayerSelector(delta=%g): layer %d (%d neurons)", delta_ls, layer, n_ls)
 
-    # 2. Correlation clustering on layers 0..layer
-    ckey = ("cc", layer, float(threshold), representative, random_state)
+    # 2. Correlation clustering on layers 0..layer (or every neuron of them: LS + FS)
+    ckey = ("cc", layer, threshold, representative, random_state)
     if ckey not in cache:
-        cache[ckey] = _cluster(
-            X_train[:, :n_ls], threshold, representative, random_state, n_hidden,
-            pk.get("device"), progress,
+        cache[ckey] = (
+            np.arange(n_ls, dtype=np.int64)
+            if threshold is None
+            else _cluster(
+                X_train[:, :n_ls], threshold, representative, random_state, n_hidden,
+                pk.get("device"), progress,
+            ).kept
         )  # fmt: skip
-    kept = np.sort(np.asarray(cache[ckey].kept, dtype=np.int64))
+    kept = np.sort(np.asarray(cache[ckey], dtype=np.int64))
 
     # 3a. Probe on the kept neurons
     pkey = ("ccprobe", ckey, metric, stable_hash(pk))
@@ -387,7 +406,7 @@ def ccfs(
         layer=int(layer),
         delta_ls=delta_ls,
         delta_fs=delta_fs,
-        threshold=float(threshold),
+        threshold=None if threshold is None else float(threshold),
         n_all=n_all,
         n_ls=n_ls,
         n_cc=int(kept.size),

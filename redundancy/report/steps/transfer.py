@@ -1,0 +1,79 @@
+"""Feature-based transfer steps (chapter 6): LayerSelector + CC + FS and LayerSelector + FS
+(the authors' two branches), for every δ pair and seed."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..cache import cached, check_table
+from ..config import Config
+from ._probing import probe_data
+from .layers import _probe_inputs, layer_probe_scores
+
+__all__ = ["transfer_table"]
+
+
+def _run(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
+    from ...analysis.transfer import IncrementalScores, ccfs_sweep
+
+    data = probe_data(model, task_name, cfg)
+    scores = layer_probe_scores(model, task_name, cfg)
+    inc = scores[(scores["target"] == "task") & (scores["kind"] == "incremental")]
+    split = {s: (data.acts[s].X, data.acts[s].labels) for s in ("train", "dev", "test")}
+    rows = []
+    for seed in cfg.seeds:
+        part = inc[inc["seed"] == seed].sort_values("layer")
+        incremental = IncrementalScores(
+            dev=part["dev"].tolist(), test=part["test"].tolist(), metric=data.task.metric
+        )
+        options = {**cfg.probe_options(), "probe_random_state": seed}
+        for threshold in (cfg.cc_threshold, None):
+            results = ccfs_sweep(
+                *split["train"],
+                *split["dev"],
+                *split["test"],
+                deltas=cfg.delta_pairs,
+                incremental=incremental,
+                n_layers=data.train.n_layers,
+                n_hidden=data.train.n_hidden,
+                threshold=threshold,
+                representative=cfg.representative,
+                random_state=seed,
+                metric=data.task.metric,
+                kind=data.task.kind,
+                progress=False,
+                **options,
+            )
+            rows += [{"seed": seed, **r.as_row()} for r in results]
+    return pd.DataFrame(rows)
+
+
+def transfer_table(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
+    """LayerSelector + CC + FS and LayerSelector + FS for every δ pair and seed.
+
+    The incremental probes are those of :func:`redundancy.report.steps.layers.
+    layer_probe_scores` (same seeds); the clustering representatives and the probes of the
+    later steps use the same seed.
+
+    Returns
+    -------
+    DataFrame
+        One row per seed, branch (``"LS+CC+FS"``, ``"LS+FS"``) and δ pair: the columns of
+        :meth:`redundancy.analysis.transfer.TransferResult.as_row` plus ``seed``
+        (``fraction_kept`` and ``score_kept`` are fractions).
+    """
+    inputs = {
+        **_probe_inputs(model, task_name, cfg),
+        "pairs": [list(p) for p in cfg.delta_pairs],
+        "threshold": cfg.cc_threshold,
+        "representative": cfg.representative,
+    }
+    check = check_table("seed", "branch", "delta_ls", "layer", "n_fs", "score_kept")
+    return cached(
+        "transfer",
+        inputs,
+        lambda: _run(model, task_name, cfg),
+        code=__name__,
+        kind="table",
+        check=check,
+    )
