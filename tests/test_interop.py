@@ -494,3 +494,18 @@ def test_neurox_extractor_output_matches_our_extract(request, tmp_path):
         theirs = read_activations(path, task, "train")
         assert theirs.acts.shape == ours.acts.shape
         np.testing.assert_allclose(theirs.acts, ours.acts, atol=1e-5)
+
+
+def test_neurox_load_data_reads_an_exported_set(task, tmp_path):
+    """NeuroX pairs our activations with our .word/.label files word for word."""
+    loader = pytest.importorskip("neurox.data.loader")
+    ours = fake_acts(task)
+    export_activation_set(
+        tmp_path, {(task.name, "train"): ours}, format="neurox-hdf5", tasks=[task]
+    )
+    stem = tmp_path / task.name / "train"
+    activations, _ = loader.load_activations(f"{stem}.hdf5")
+    tokens = loader.load_data(f"{stem}.word", f"{stem}.label", activations, 512)
+    assert tokens["source"] == [list(s) for s in task.train.sentences]
+    assert tokens["target"] == [list(y) for y in task.train.labels]
+    np.testing.assert_array_equal(np.concatenate(activations), ours.X)

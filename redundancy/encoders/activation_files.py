@@ -47,7 +47,8 @@ LARGE_BYTES = 4 << 30
 """Reading more than this into memory (no ``out_dir``) gives a warning."""
 _SUFFIXES = {".hdf5": "neurox-hdf5", ".h5": "neurox-hdf5", ".json": "neurox-json"}
 _SUFFIXES.update({".jsonl": "neurox-json", ".safetensors": "safetensors"})
-_ST_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I32": "<i4", "I64": "<i8"}
+_ST_DTYPES = {"F16": "<f2", "F32": "<f4", "I32": "<i4", "I64": "<i8"}
+_ST_ALLOWED = {"acts": ("F16", "F32"), "sentence_index": ("I32", "I64")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,23 +340,33 @@ def _json_sentence(features, path, lineno: int) -> np.ndarray:
     return arr
 
 
-def _json_records(path: Path):
-    """``(line number, record)`` for every non-blank line; then ``(None, n_extra)``."""
+def _json_lines(path: Path):
+    """``(line number, text)`` of every non-blank line."""
     with open(path, encoding="utf-8") as fp:
         for lineno, line in enumerate(fp, start=1):
             if line.strip():
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(
-                        f"{path}, line {lineno}: not JSON ({e}); expected NeuroX's JSON lines, "
-                        "one object per sentence."
-                    ) from e
+                yield lineno, line
+
+
+def _json_record(line: str, path: Path, lineno: int) -> list:
+    """The ``features`` of one line, checked to be NeuroX's shape of object."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{path}, line {lineno}: not JSON ({e}); expected NeuroX's JSON lines, one object "
+            "per sentence."
+        ) from e
+    if not isinstance(rec, dict) or not isinstance(rec.get("features"), list):
+        raise ValueError(
+            f"{path}, line {lineno}: expected an object with 'linex_index' and 'features'."
+        )
+    return rec
 
 
 def _first_json_layout(path: Path) -> tuple[int, int]:
-    for lineno, rec in _json_records(path):
-        feats = rec.get("features") if isinstance(rec, dict) else None
+    for lineno, line in _json_lines(path):
+        feats = _json_record(line, path, lineno)["features"]
         if feats:
             arr = _json_sentence(feats[:1], path, lineno)
             return arr.shape[1], arr.shape[2]
@@ -388,14 +399,13 @@ def read_neurox_json(
     n_seen = [0]
 
     def fill(out):
-        for lineno, rec in _json_records(path):
+        for lineno, line in _json_lines(path):
             i = n_seen[0]
             n_seen[0] += 1
             if i >= len(expected):
-                continue
-            feats = rec.get("features") if isinstance(rec, dict) else None
-            if not isinstance(feats, list):
-                raise ValueError(f"{path}, line {lineno}: expected an object with 'features'.")
+                continue  # sentences after the split's: counted, not parsed
+            rec = _json_record(line, path, lineno)
+            feats = rec["features"]
             if rec.get("linex_index") != i:
                 where = f"line {lineno} has linex_index {rec.get('linex_index')!r}"
                 raise _missing_error(path, i, where, task, split, len(expected))
@@ -558,12 +568,12 @@ def _st_header(path: Path) -> tuple[dict, int]:
             raise ValueError(f"{path} is not a safetensors file (bad header: {e}).") from e
     for name in ("acts", "sentence_index"):
         spec = header.get(name)
-        ok = isinstance(spec, dict) and spec.get("dtype") in _ST_DTYPES
+        ok = isinstance(spec, dict) and spec.get("dtype") in _ST_ALLOWED[name]
         lo, hi = (spec.get("data_offsets") or (0, -1)) if ok else (0, -1)
         count = int(np.prod(spec["shape"])) if ok else 0
         if not ok or hi - lo != count * np.dtype(_ST_DTYPES[spec["dtype"]]).itemsize:
             raise ValueError(
-                f"{path}: expected a tensor {name!r} of one of the dtypes {sorted(_ST_DTYPES)} "
+                f"{path}: expected a tensor {name!r} of one of the dtypes {_ST_ALLOWED[name]} "
                 f"(activations written by write_safetensors). Got {spec!r} instead."
             )
         if 8 + n + hi > size:
