@@ -509,3 +509,17 @@ def test_neurox_load_data_reads_an_exported_set(task, tmp_path):
     assert tokens["source"] == [list(s) for s in task.train.sentences]
     assert tokens["target"] == [list(y) for y in task.train.labels]
     np.testing.assert_array_equal(np.concatenate(activations), ours.X)
+
+
+def test_writers_refuse_what_readers_cannot_take(task, tmp_path):
+    ours = fake_acts(task)
+    with pytest.raises(ValueError, match=r"a\.h5: NeuroX reads HDF5 activations from files ending"):
+        write_neurox_hdf5(ours, tmp_path / "a.h5")
+    with pytest.raises(ValueError, match=r"a\.jsonl: NeuroX reads JSON activations"):
+        write_neurox_json(ours, tmp_path / "a.jsonl")
+    with pytest.raises(ValueError, match="Sentence 0 has 4 vectors but 3 words"):
+        write_neurox_json(ours, tmp_path / "a.json", sentences=[("a", "b", "c")] * 6)
+    wide = fake_acts(task, dtype=np.float64)
+    with pytest.raises(ValueError, match="Got dtype float64"):
+        write_safetensors(wide, tmp_path / "a.safetensors")
+    assert not list(tmp_path.iterdir())  # nothing half-written
