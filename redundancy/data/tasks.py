@@ -235,6 +235,71 @@ def _fiction_label(doc: BrownDocument) -> str:
     return "informative" if doc.file[1] in INFORMATIVE_LETTERS else "imaginative"
 
 
+REGISTERS = {
+    **dict.fromkeys("abc", "press"),
+    **dict.fromkeys("defgh", "general prose"),
+    "j": "learned",
+    **dict.fromkeys("klmnpr", "fiction"),
+}
+"""Brown file letter -> one of four broad registers (press, general prose, learned, fiction)."""
+
+
+def _register_label(doc: BrownDocument) -> str:
+    return REGISTERS[doc.file[1]]
+
+
+def _build_brown_next(options: dict) -> Task:
+    """Pairs of Brown sentences: does B follow A in the same document?
+
+    Every sentence A that has a successor in its document gives one pair, in the split's
+    interleaved order; a seeded coin makes B either A's successor (``next``) or a sentence
+    drawn from *another* document of the same genre in the same split (``other``), so the
+    genre alone cannot answer. Encoded as sentence pairs, like MRPC, QQP, MNLI, QNLI, RTE.
+    """
+    _, order = _brown_splits(options["random_state"])
+    seeds = np.random.SeedSequence([options["random_state"], 2]).generate_state(len(SPLITS))
+    splits = {}
+    for split, seed in zip(SPLITS, seeds):
+        rng = np.random.default_rng(int(seed))
+        pool = order[split]
+        files = np.array([d.file for d, _ in pool])
+        genres = np.array([d.genre for d, _ in pool])
+        sentences, labels, ids, docs = [], [], [], []
+        cap = options[f"{split}_sentences"]
+        for d, k in pool:
+            if cap is not None and len(sentences) >= cap:
+                break
+            if k + 1 >= len(d.words):
+                continue
+            if rng.random() < 0.5:
+                b, label, where = d.words[k + 1], "next", f"{d.file}:{k + 1}"
+            else:
+                # another document of the same genre (of any genre when the split has one)
+                others = np.flatnonzero((genres == d.genre) & (files != d.file))
+                if others.size == 0:
+                    others = np.flatnonzero(files != d.file)
+                o, j = pool[int(others[rng.integers(others.size)])]
+                b, label, where = o.words[j], "other", f"{o.file}:{j}"
+            sentences.append((" ".join(d.words[k]), " ".join(b)))
+            labels.append(label)
+            ids.append(f"{d.file}:{k}+{where}")
+            docs.append(d.file)
+        splits[split] = Split(split, sentences, labels, ids, docs)
+    return Task(
+        "brown-next",
+        "sentence",
+        "classification",
+        splits["train"],
+        splits["dev"],
+        splits["test"],
+        label_names=label_vocabulary(splits["train"].labels),
+        metric="accuracy",
+        description="Does sentence B follow sentence A in the same Brown document? (pairs)",
+        source="Brown corpus, consecutive sentences; negatives from the same genre",
+        options=dict(options),
+    )
+
+
 def _brown_sentence_task(name, label_of, description, source, options: dict) -> Task:
     splits = _build_brown_sentence(name, label_of, options)
     return Task(
@@ -414,6 +479,22 @@ def _registry() -> dict[str, _Entry]:
         "brown-genre": _Entry(
             "Genre of a Brown sentence, 15 classes (sentence, embedded)",
             lambda data_dir, o: _build_brown_genre(o),
+            brown_sentence,
+        ),
+        "brown-register": _Entry(
+            "Register of a Brown sentence: press, general prose, learned, fiction (sentence)",
+            lambda data_dir, o: _brown_sentence_task(
+                "brown-register",
+                _register_label,
+                "Broad register (press, general prose, learned, fiction) of a sentence's document.",
+                "Brown corpus, file categories grouped into four registers",
+                o,
+            ),
+            brown_sentence,
+        ),
+        "brown-next": _Entry(
+            "Does Brown sentence B follow sentence A in its document? (sentence pairs)",
+            lambda data_dir, o: _build_brown_next(o),
             brown_sentence,
         ),
         "brown-fiction": _Entry(

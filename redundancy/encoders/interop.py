@@ -14,7 +14,6 @@ plus **activation sets**: a folder the book can use in place of a model, an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_text, check_choice, stable_hash
+from .._utils import atomic_write_text, check_choice, file_digest, stable_hash
 from .._utils import cache_dir as _cache_dir
 from ..data.base import Task
 from .activation_files import (
@@ -75,35 +74,17 @@ SET_VERSION = 1
 """Version of the ``activations.yaml`` layout written by :func:`export_activation_set`."""
 READER_VERSION = 1
 """Version of the conversion from NeuroX files; part of the key of every converted array."""
-FULL_DIGEST_BYTES = 1 << 30
 """Files up to this size are hashed in full; larger ones on fixed samples."""
 _SET_KEYS = ("version", "name", "model", "description", "n_layers", "n_hidden")
 _SET_KEYS += ("embedding_layer", "activations")
+
+
 # --------------------------------------------------------------------------------------------
 # activation sets: a folder the book can use in place of a model
 # --------------------------------------------------------------------------------------------
-_DIGESTS: dict[tuple, str] = {}
-
-
 def _file_digest(path: Path) -> str:
-    """SHA-256 of a file: in full up to :data:`FULL_DIGEST_BYTES`, else of its size and 64
-    evenly spaced 1 MiB blocks. Memoised in the process by path, size and modification time."""
-    st = path.stat()
-    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if memo in _DIGESTS:
-        return _DIGESTS[memo]
-    h = hashlib.sha256(str(st.st_size).encode())
-    block = 1 << 20
-    with open(path, "rb") as f:
-        if st.st_size <= FULL_DIGEST_BYTES:
-            for chunk in iter(lambda: f.read(64 * block), b""):
-                h.update(chunk)
-        else:
-            for offset in np.linspace(0, st.st_size - block, 64).astype(np.int64):
-                f.seek(int(offset))
-                h.update(f.read(block))
-    _DIGESTS[memo] = h.hexdigest()
-    return _DIGESTS[memo]
+    """SHA-256 of a file's bytes (memoised on disk by path, size and modification time)."""
+    return file_digest(path)
 
 
 def _slug(text: str) -> str:

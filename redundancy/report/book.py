@@ -3,7 +3,7 @@
 ``python -m redundancy book --params params/NAME.yaml`` (and ``make book``) calls
 :func:`build_book`, which
 
-1. validates the parameter file (:class:`redundancy.experiments.Config`) and checks, before
+1. validates the parameter file (:class:`redundancy.report.config.Config`) and checks, before
    running anything, that every model and data folder it names exists;
 2. executes ``notebooks/NN-*.ipynb`` in order with papermill on a kernel bound to the
    current interpreter, injecting the parameters, and writes the executed copies to
@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,9 +145,10 @@ def execute_notebooks(
     out_dir : Path
         Where the executed copies, their hashes and ``timings.json`` go.
     force : bool
-        Execute even when the stored hash says nothing changed.
+        Execute even when the stored hash says nothing changed, and recompute every cached
+        result the chapters ask for (once per build, not once per chapter).
     progress : bool
-        Show a progress bar.
+        Show the chapters and the step running, with its own progress, in the terminal.
 
     Returns
     -------
@@ -155,26 +157,41 @@ def execute_notebooks(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     kernel = ensure_kernel(out_dir / "jupyter")
-    with _quiet_kernels():
+    env = dict(_KERNEL_ENV, REDUNDANCY_PROGRESS=str(out_dir / "progress.log"))
+    if force:
+        env["REDUNDANCY_RECOMPUTE_SINCE"] = repr(time.time())
+    with _environment(env):
         return _execute(notebooks, parameters, out_dir, kernel, force=force, progress=progress)
 
 
-# Environment of the kernels the runner starts: the book shows results, not the hundreds of
-# progress-bar lines and model-loading reports that tqdm and transformers print when run
-# interactively (a reader in JupyterLab still gets them; the runner's own bar stays).
+# Environment of the kernels the runner starts: the book shows results, not the model-loading
+# reports transformers prints; progress bars go to a file the runner shows in the terminal
+# (a reader in JupyterLab still gets them in the notebook).
 _KERNEL_ENV = {
-    "TQDM_DISABLE": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "PYTHONWARNINGS": "ignore:IProgress not found",
 }
 
+# Share of a whole book's time each chapter took in a reference run of params/default.yaml;
+# the runner's estimate uses them until this parameter set has timings of its own.
+_DEFAULT_WEIGHTS = {
+    "01": 0.2,
+    "02": 0.04,
+    "03": 0.2,
+    "04": 0.15,
+    "05": 0.22,
+    "06": 0.12,
+    "07": 0.06,
+    "08": 0.01,
+}
+
 
 @contextlib.contextmanager
-def _quiet_kernels():
-    saved = {key: os.environ.get(key) for key in _KERNEL_ENV}
-    os.environ.update(_KERNEL_ENV)
+def _environment(env: dict):
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -185,15 +202,73 @@ def _quiet_kernels():
                 os.environ[key] = value
 
 
+def _kernel_manager_class():
+    """Kernels talk to the runner over local IPC sockets (no TCP, so no encryption warning)."""
+    from jupyter_client.manager import KernelManager
+
+    class LocalKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return LocalKernelManager
+
+
+class _Monitor(threading.Thread):
+    """Shows, on the runner's bar, the step a kernel announced and its own progress bar."""
+
+    def __init__(self, path: Path, bar, chapter: str):
+        super().__init__(daemon=True)
+        self.path, self.bar, self.chapter = path, bar, chapter
+        self.step, self.stop = "", threading.Event()
+
+    def run(self) -> None:
+        offset = self.path.stat().st_size if self.path.is_file() else 0
+        while not self.stop.wait(0.5):
+            if not self.path.is_file():
+                continue
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                f.seek(offset)
+                text = f.read()
+                offset = f.tell()
+            if text:
+                self._show(text)
+
+    def _show(self, text: str) -> None:
+        lines = [x for x in text.replace("\r", "\n").split("\n") if x.strip()]
+        for line in lines:
+            if line.startswith(">> "):
+                self.step = line[3:].strip()
+        bar_text = next((x.strip() for x in reversed(lines) if not x.startswith(">> ")), "")
+        status = " | ".join(x for x in (self.chapter, self.step, bar_text) if x)
+        self.bar.set_postfix_str(status[:150], refresh=True)
+
+
+def _weights(notebooks, out_dir: Path) -> dict[str, float]:
+    """Expected seconds (or shares) per chapter: this parameter set's last timings, else the
+    default shares."""
+    tpath = out_dir / "timings.json"
+    previous = json.loads(tpath.read_text()) if tpath.is_file() else {}
+    known = {k: v["seconds"] for k, v in previous.items() if v.get("status") == "executed"}
+    if all(nb.stem in known for nb in notebooks):
+        return {nb.stem: max(known[nb.stem], 1.0) for nb in notebooks}
+    return {nb.stem: _DEFAULT_WEIGHTS.get(nb.stem[:2], 0.1) * 600 for nb in notebooks}
+
+
 def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
-    import papermill as pm
     from tqdm.auto import tqdm
 
     results_dir = Path(parameters["results_dir"])
     timings: dict[str, dict] = {}
-    bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress)
-    for nb in bar:
-        bar.set_postfix_str(nb.stem)
+    weights = _weights(notebooks, out_dir)
+    bar = tqdm(
+        total=round(sum(weights.values())),
+        desc="book",
+        unit="s",
+        disable=not progress,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of work [{elapsed}<{remaining}{postfix}]",
+    )
+    for nb in notebooks:
         target = out_dir / nb.name
         stamp = out_dir / f"{nb.stem}.hash"
         extra = _results_hash(results_dir) if "summary" in nb.stem else ""
@@ -206,30 +281,17 @@ def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
         ):
             timings[nb.stem] = {"status": "cached", "seconds": 0.0}
             tqdm.write(f"  {nb.stem:28s} unchanged, kept {target}")
+            bar.update(weights[nb.stem])
             continue
         stamp.unlink(missing_ok=True)
         start = time.perf_counter()
-        try:
-            pm.execute_notebook(
-                str(nb),
-                str(target),
-                parameters=parameters,
-                kernel_name=kernel,
-                cwd=str(out_dir),
-                progress_bar=False,
-                log_output=False,
-            )
-        except pm.PapermillExecutionError as exc:
-            source = "\n    ".join(str(exc.source).splitlines()[:12])
-            raise NotebookExecutionError(
-                f"Notebook {nb.name} failed in cell {exc.exec_count} (cell index {exc.cell_index}):\n"
-                f"    {source}\n{exc.ename}: {exc.evalue}\n"
-                f"The executed copy, with the full traceback, is {target}."
-            ) from None
+        _run_one(nb, target, parameters, kernel, out_dir, bar, progress)
         seconds = time.perf_counter() - start
         atomic_write_text(stamp, digest + "\n")
         timings[nb.stem] = {"status": "executed", "seconds": round(seconds, 1)}
         tqdm.write(f"  {nb.stem:28s} executed in {seconds:7.1f} s")
+        bar.update(weights[nb.stem])
+    bar.close()
     previous = {}
     tpath = out_dir / "timings.json"
     if tpath.is_file():
@@ -239,6 +301,34 @@ def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
     )
     atomic_write_text(tpath, json.dumps(previous, indent=1))
     return timings
+
+
+def _run_one(nb, target, parameters, kernel, out_dir, bar, progress) -> None:
+    import papermill as pm
+
+    monitor = _Monitor(out_dir / "progress.log", bar, nb.stem)
+    if progress:
+        monitor.start()
+    try:
+        pm.execute_notebook(
+            str(nb),
+            str(target),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(out_dir),
+            progress_bar=False,
+            log_output=False,
+            kernel_manager_class=_kernel_manager_class(),
+        )
+    except pm.PapermillExecutionError as exc:
+        source = "\n    ".join(str(exc.source).splitlines()[:12])
+        raise NotebookExecutionError(
+            f"Notebook {nb.name} failed in cell {exc.exec_count} (cell index {exc.cell_index}):\n"
+            f"    {source}\n{exc.ename}: {exc.evalue}\n"
+            f"The executed copy, with the full traceback, is {target}."
+        ) from None
+    finally:
+        monitor.stop.set()
 
 
 def toc_files(toc_path: Path) -> list[str]:
@@ -375,7 +465,7 @@ def build_book(
     NotebookExecutionError
         When a notebook fails: names the notebook, the cell and the error.
     """
-    from .experiments import Config
+    from .config import Config
 
     params_path = Path(params_path)
     cfg = Config.from_yaml(params_path)

@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import atomic_write_text, cache_dir, json_default, source_digest, stable_hash
+from .._utils import (
+    announce,
+    atomic_write_text,
+    cache_dir,
+    json_default,
+    source_digest,
+    stable_hash,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +84,7 @@ def cached(
     code: str,
     kind: str = "json",
     check: Callable[[object], None] | None = None,
+    label: str = "",
 ):
     """The result of ``compute()``, cached under a key of ``step``, ``inputs`` and ``code``.
 
@@ -97,6 +105,8 @@ def cached(
     check : callable, optional
         Raises ``ValueError`` when a loaded payload is not what the step produces (wrong
         columns, shapes, empty rows): the result is then rebuilt.
+    label : str
+        What the result is about (``"minilm / brown-pos"``), announced when it is computed.
     """
     if kind not in KINDS:
         raise ValueError(f"The 'kind' parameter of cached must be one of {KINDS}. Got {kind!r}.")
@@ -109,7 +119,10 @@ def cached(
             pass
         except DamagedResult as e:
             warnings.warn(f"Cached result {path} is damaged ({e}); rebuilding it.", stacklevel=2)
+        announce(f"{step} {label}".strip())
+        started = time.perf_counter()
         value = compute()
+        logger.info("computed %s %s in %.1f s", step, label, time.perf_counter() - started)
         _store(path, key, step, inputs, kind, value)
         if check is not None:
             check(value)

@@ -410,9 +410,8 @@ class Config:
         Lines say how to obtain the missing item. An empty list means every input is there.
         """
         from ..data.tasks import TASKS
-        from ..encoders.models import model_problem
 
-        missing = [p for p in (model_problem(m) for m in self.models) if p]
+        missing = [p for p in (self._model_problem(m) for m in self.models) if p]
         for task in self.tasks:
             if not TASKS[task].needs_data:
                 continue
@@ -431,6 +430,28 @@ class Config:
                     f"task {task!r}: data_dir {folder!r} does not exist; it must hold {how}"
                 )
         return missing
+
+    def _model_problem(self, model: str) -> str | None:
+        """Why a model of the run cannot be used, or None; an activation set must hold
+        every split of every task of the run."""
+        from ..encoders.interop import is_activation_set, open_activation_set
+        from ..encoders.models import model_problem
+
+        if not is_activation_set(model):
+            return model_problem(model)
+        try:
+            aset = open_activation_set(model)
+        except (ValueError, FileNotFoundError) as exc:
+            return f"model {model!r}: {exc}"
+        lacking = [
+            f"{t}/{s}"
+            for t in self.tasks
+            for s in ("train", "dev", "test")
+            if s not in aset.splits(t)
+        ]
+        if lacking:
+            return f"activation set {model!r} has no activations for {', '.join(lacking)}"
+        return None
 
     def check_inputs(self) -> None:
         """Raise one FileNotFoundError naming every missing model and data folder."""

@@ -81,11 +81,25 @@ def source_of(model: str, task_name: str, cfg: Config, finetuned: bool | None = 
 
 
 def _is_activation_set(model: str) -> bool:
-    try:
-        from ..encoders.interop import is_activation_set
-    except ImportError:  # the interop module is optional until it lands
-        return False
+    from ..encoders.interop import is_activation_set
+
     return is_activation_set(model)
+
+
+_SETS: dict[str, object] = {}
+
+
+def activation_set(model: str):
+    """The :class:`~redundancy.encoders.interop.ActivationSet` of a folder (one per process,
+    so its file digests are computed once)."""
+    from pathlib import Path
+
+    from ..encoders.interop import open_activation_set
+
+    key = str(Path(model).resolve())
+    if key not in _SETS:
+        _SETS[key] = open_activation_set(model)
+    return _SETS[key]
 
 
 def _finetune_options(cfg: Config) -> dict:
@@ -111,9 +125,7 @@ def features_identity(
     source = source_of(model, task_name, cfg, finetuned)
     task = get_task(task_name, cfg)
     if source.imported:
-        from ..encoders.interop import open_activation_set
-
-        model_id = {"imported": open_activation_set(model).identity(task)}
+        model_id = {"imported": activation_set(model).identity}
     elif source.finetuned_on:
         from ..encoders.finetune import finetune_key
 
@@ -172,9 +184,7 @@ def get_activations(
     source = source_of(model, task_name, cfg, finetuned)
     task = get_task(task_name, cfg)
     if source.imported:
-        from ..encoders.interop import open_activation_set
-
-        acts = open_activation_set(model).get(task, split)
+        acts = activation_set(model).get(task, split)
     else:
         from ..encoders.extract import extract
 

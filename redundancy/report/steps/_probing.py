@@ -63,7 +63,7 @@ def train_seeds(data: ProbeData, subsets: dict, cfg: Config, seeds, *, control=F
             kind=kind,
             n_classes=n_classes,
             random_state=int(seed),
-            progress=False,
+            progress=True,
             **cfg.probe_options(),
         )
         out.update({(name, int(seed)): probe for name, probe in trained.items()})

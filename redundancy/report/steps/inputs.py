@@ -7,7 +7,7 @@ import time
 import pandas as pd
 
 from ..config import Config
-from ..features import get_activations, get_task, source_of
+from ..features import activation_set, get_activations, get_task, source_of
 
 __all__ = ["baseline_table", "extraction_table", "label_table", "model_table", "task_table"]
 
@@ -18,9 +18,7 @@ def model_table(cfg: Config) -> pd.DataFrame:
     for model in cfg.models:
         source = source_of(model, cfg.tasks[0], cfg, finetuned=False)
         if source.imported:
-            from ...encoders.interop import open_activation_set
-
-            aset = open_activation_set(model)
+            aset = activation_set(model)
             arch, n_layers, hidden = "imported activations", aset.n_layers, aset.n_hidden
         else:
             from transformers import AutoConfig

@@ -39,9 +39,11 @@ def layer_cka(
         return {"sim": similarity.layer_cka(acts.acts, device=cfg.device)}
 
     inputs = {"features": features_identity(model, task_name, cfg, finetuned), "split": split}
-    return cached("cka", inputs, compute, code=__name__, kind="arrays", check=check_keys("sim"))[
-        "sim"
-    ]
+    label = f"{model} / {task_name} / {split}"
+    result = cached(
+        "cka", inputs, compute, code=__name__, kind="arrays", check=check_keys("sim"), label=label
+    )
+    return result["sim"]
 
 
 def cross_model_cka(model_a: str, model_b: str, task_name: str, cfg: Config) -> np.ndarray:
@@ -58,7 +60,9 @@ def cross_model_cka(model_a: str, model_b: str, task_name: str, cfg: Config) -> 
         "a": features_identity(model_a, task_name, cfg, False),
         "b": features_identity(model_b, task_name, cfg, False),
     }
-    result = cached("cross_cka", inputs, compute, code=__name__, kind="arrays")
+    result = cached(
+        "cross_cka", inputs, compute, code=__name__, kind="arrays", label=f"{model_a} vs {model_b}"
+    )
     return result["sim"]
 
 
@@ -153,7 +157,15 @@ def layer_probe_scores(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
         cached("oracle", inputs, lambda: arrays, code=__name__, kind="arrays")
         return table
 
-    return cached("layer_probes", inputs, compute, code=__name__, kind="table", check=_TABLE_CHECK)
+    return cached(
+        "layer_probes",
+        inputs,
+        compute,
+        code=__name__,
+        kind="table",
+        check=_TABLE_CHECK,
+        label=f"{model} / {task_name}",
+    )
 
 
 def oracle_probes(model: str, task_name: str, cfg: Config) -> dict:
@@ -169,6 +181,7 @@ def oracle_probes(model: str, task_name: str, cfg: Config) -> dict:
         code=__name__,
         kind="arrays",
         check=check_keys(*names),
+        label=f"{model} / {task_name}",
     )
     kind = str(arrays["kind"])
     out = {}

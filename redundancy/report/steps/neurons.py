@@ -101,6 +101,7 @@ def cc_sweep(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
         code=__name__,
         kind="table",
         check=check,
+        label=f"{model} / {task_name}",
     )
     oracle = oracle_scores(layer_probe_scores(model, task_name, cfg)).set_index("seed")["dev"]
     table["oracle_dev"] = table["seed"].map(oracle)
@@ -162,7 +163,7 @@ def _minimal_set_of_seed(data, seed, oracle, oracle_dev, cfg) -> tuple[dict, obj
         delta=cfg.delta,
         metric=data.task.metric,
         kind=data.task.kind,
-        progress=False,
+        progress=True,
         random_state=seed,
         **cfg.probe_options(),
     )
@@ -242,4 +243,5 @@ def minimal_sets(model: str, task_name: str, cfg: Config) -> dict:
         code=__name__,
         kind="json",
         check=check_keys("seeds", "interval"),
+        label=f"{model} / {task_name}",
     )

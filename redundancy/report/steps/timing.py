@@ -46,11 +46,13 @@ def forward_timing(model: str, cfg: Config) -> pd.DataFrame:
             batch_size=cfg.batch_size,
             repeats=cfg.timing_repeats,
             device=cfg.device,
-            progress=False,
+            progress=True,
         ).assign(sentences_from=f"{task_name} test")
 
     check = check_table("layer", "repeat", "ms_per_instance", "n_blocks")
-    return cached("forward_timing", inputs, compute, code=__name__, kind="table", check=check)
+    return cached(
+        "forward_timing", inputs, compute, code=__name__, kind="table", check=check, label=model
+    )
 
 
 def probe_timing(cfg: Config) -> pd.DataFrame:
@@ -83,7 +85,7 @@ def probe_timing(cfg: Config) -> pd.DataFrame:
             repeats=cfg.timing_repeats,
             random_state=cfg.random_state,
             device=cfg.device,
-            progress=False,
+            progress=True,
             **{k: v for k, v in options.items() if k == "compute_dtype"},
         )
 

@@ -41,7 +41,7 @@ def _run(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
                 random_state=seed,
                 metric=data.task.metric,
                 kind=data.task.kind,
-                progress=False,
+                progress=True,
                 **options,
             )
             rows += [{"seed": seed, **r.as_row()} for r in results]
@@ -76,4 +76,5 @@ def transfer_table(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
         code=__name__,
         kind="table",
         check=check,
+        label=f"{model} / {task_name}",
     )

@@ -1,0 +1,150 @@
+"""What the chapters show: compact tables and text built from the steps' results.
+
+Only arranging and formatting happens here (means and ranges over seeds, pivots, percents
+for display); every number comes from :mod:`redundancy.report.steps`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "cc_table",
+    "claim",
+    "layer_table",
+    "minimal_table",
+    "rule_text",
+    "show",
+    "transfer_summary",
+]
+
+
+def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
+    """A styled table: ``percent`` columns (fractions) as percents, other floats with three
+    decimals, thousands separators for integers."""
+    percent = [c for c in percent if c in df.columns]
+    fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{100 * v:.{d}f}%") for c in percent}
+    for c in df.columns:
+        if c in fmt:
+            continue
+        if pd.api.types.is_integer_dtype(df[c]):
+            fmt[c] = "{:,}"
+        elif pd.api.types.is_float_dtype(df[c]):
+            fmt[c] = "{:.3f}"
+    styler = df.style.format(fmt, na_rep="")
+    return styler if index else styler.hide(axis="index")
+
+
+def claim(rule):
+    """Markdown: the paper's claim, as the rule states it."""
+    from IPython.display import Markdown
+
+    return Markdown(f"**The paper's claim.** {rule.claim[0].upper()}{rule.claim[1:]}.")
+
+
+def rule_text(rule):
+    """Markdown: the rule that turns this chapter's numbers into its verdict."""
+    from IPython.display import Markdown
+
+    return Markdown(f"**Rule.** {rule.describe()[0].upper()}{rule.describe()[1:]}")
+
+
+def _span(values, scale=100.0, digits=1) -> str:
+    v = np.asarray(values, dtype=float) * scale
+    if v.size == 1 or np.isclose(v.min(), v.max()):
+        return f"{v.mean():.{digits}f}"
+    return f"{v.mean():.{digits}f} ({v.min():.{digits}f}-{v.max():.{digits}f})"
+
+
+def layer_table(scores: dict) -> pd.DataFrame:
+    """One row per (model, task): majority baseline, oracle test score (mean, seed range,
+    bootstrap interval), the best single layer and the oracle's selectivity.
+
+    ``scores``: ``{(model, task): layer_probe_scores table}``.
+    """
+    rows = []
+    for (model, task), df in scores.items():
+        t = df[df["target"] == "task"]
+        last = t["layer"].max()
+        oracle = t[(t["kind"] == "incremental") & (t["layer"] == last)]["test"]
+        single = t[t["kind"] == "layer"].groupby("layer")["test"].mean()
+        ctrl = df[(df["target"] == "control") & (df["kind"] == "incremental")]
+        ctrl = ctrl[ctrl["layer"] == last]["test"]
+        lo, hi = df.attrs.get("oracle_interval", [np.nan, np.nan])
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "majority (%)": f"{100 * df.attrs['majority']['test']:.1f}",
+                "oracle test (%)": _span(oracle),
+                "95% interval": "" if np.isnan(lo) else f"{100 * lo:.1f}-{100 * hi:.1f}",
+                "best layer": f"{int(single.idxmax())} ({100 * single.max():.1f})",
+                "selectivity (points)": ""
+                if ctrl.empty
+                else f"{100 * (oracle.mean() - ctrl.mean()):.1f}",
+            }
+        )
+    return pd.DataFrame(rows).set_index(["model", "task"])
+
+
+def cc_table(sweeps: pd.DataFrame) -> pd.DataFrame:
+    """Rows: thresholds. Columns: redundant neurons and, per run, the dev score kept
+    (percent of the oracle's; mean over seeds with the range)."""
+    out = {}
+    for run, part in sweeps.groupby("run", sort=False):
+        red = part.groupby("threshold")["fraction_redundant"].first()
+        out[(run, "redundant (%)")] = (100 * red).round(1)
+        out[(run, "dev kept (%)")] = part.groupby("threshold")["dev_vs_oracle"].apply(_span)
+    df = pd.DataFrame(out)
+    df.index.name = "threshold"
+    return df
+
+
+def minimal_table(results: dict) -> pd.DataFrame:
+    """One row per (model, task): minimal set and removable share over seeds, test scores,
+    and the minimal set's selectivity when control tasks ran.
+
+    ``results``: ``{(model, task): minimal_sets result}``.
+    """
+    rows = []
+    for (model, task), res in results.items():
+        recs = pd.DataFrame(res["seeds"])
+        lo, hi = res["interval"]
+        row = {
+            "model": model,
+            "task": task,
+            "minimal set (% of neurons)": _span(recs["fraction"], digits=2),
+            "removable (%)": _span(1 - recs["fraction"]),
+            "minimal-set test (%)": _span(recs["test"]),
+            "95% interval": "" if np.isnan(lo) else f"{100 * lo:.1f}-{100 * hi:.1f}",
+        }
+        sel = res.get("selectivity")
+        if sel:
+            i = int(np.argmin(np.abs(np.asarray(sel["k"]) - recs["k"].iloc[0])))
+            row["selectivity (points)"] = (
+                f"{100 * (sel['task_dev'][i] - sel['control_dev'][i]):.1f}"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "task"])
+
+
+def transfer_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, task, branch, δ pair): selected layer(s), neurons kept after each
+    step and the score kept, means over seeds (ranges in brackets)."""
+    rows = []
+    keys = ["model", "task", "branch", "delta_ls", "delta_fs"]
+    for (model, task, branch, dls, dfs), part in runs.groupby(keys, sort=False):
+        layers = sorted(part["layer"].unique())
+        rows.append(
+            {
+                "model / task": f"{model} / {task}",
+                "branch": branch,
+                "δ (LS, FS)": f"({dls:g}, {dfs:g})",
+                "layer": ", ".join(map(str, layers)),
+                "after CC (%)": _span(part["n_cc"] / part["n_all"], digits=1),
+                "kept (%)": _span(part["fraction_kept"], digits=2),
+                "score kept (%)": _span(part["score_kept"]),
+            }
+        )
+    return pd.DataFrame(rows)
