@@ -493,6 +493,13 @@ def test_glue_label_outside_the_task_label_set(tmp_path, task, header, row, bad)
         assert f"got {value!r}" in message
 
 
+def test_integer_nli_labels_are_refused_with_a_hint(tmp_path):
+    # a Hugging Face export writes 0/1 for entailment/not_entailment: not guessed, refused
+    path = _write(tmp_path / "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\t1\n")
+    with pytest.raises(ValueError, match=r"line 2: .* got '1'. Integer labels come from a Hug"):
+        read_glue_file(path, "rte")
+
+
 @pytest.mark.parametrize("score", ["nan", "inf", "-inf", "7", "-0.5", "5.01", "1e9", "", "high"])
 def test_stsb_score_must_be_a_finite_number_in_0_5(tmp_path, score):
     path = _write(tmp_path / "train.tsv", f"sentence1\tsentence2\tscore\na\tb\t{score}\n")

@@ -599,6 +599,11 @@ def _glue_label(path: Path, lineno: int, raw: str, spec: GlueSpec, task: str):
         )
     elif raw == spec.label:
         hint = " This looks like a repeated header line: delete it."
+    elif raw.isdigit() and spec.labels and not spec.labels[0].isdigit():
+        hint = (
+            " Integer labels come from a Hugging Face `datasets` export: write the label names "
+            "instead (`features['label'].int2str`), as the GLUE download does."
+        )
     else:
         hint = " Fix the label or remove the line."
     raise ValueError(f"{path}, line {lineno}: expected {expected} in {column}, got {raw!r}.{hint}")
