@@ -408,16 +408,29 @@ def _build_word_label(name: str, data_dir, options: dict) -> Task:
 
 
 def _build_conll(data_dir, options: dict) -> Task:
-    files = [f"{s}.txt" for s in SPLITS]
-    how = "Expected CoNLL column files (one token per line, blank line between sentences)."
+    fmt, comments = options["format"], options["comments"]
+    if fmt not in ("conll", "conllu"):
+        raise ValueError(
+            "The 'format' parameter of load_task('conll') must be one of {'conll', 'conllu'}. "
+            f"Got {fmt!r} instead."
+        )
+    ext = "conllu" if fmt == "conllu" else "txt"
+    files = [f"{s}.{ext}" for s in SPLITS]
+    how = (
+        "Expected CoNLL column files train/dev/test.txt (one token per line, blank line between "
+        "sentences), or train/dev/test.conllu with format='conllu'."
+    )
     folder = _require_files("conll", data_dir, files, how)
     wc, lc = options["word_col"], options["label_col"]
-    readers = {s: (lambda s=s: read_conll(folder / f"{s}.txt", wc, lc)) for s in SPLITS}
+    readers = {
+        s: (lambda s=s: read_conll(folder / f"{s}.{ext}", wc, lc, format=fmt, comments=comments))
+        for s in SPLITS
+    }
     return _token_task_from(
         "conll",
         readers,
         {**options, "data_dir": str(folder)},
-        f"CoNLL column task from {folder} (word column {wc}, label column {lc})",
+        f"CoNLL ({fmt}) column task from {folder} (word column {wc}, label column {lc})",
         _TOKEN_SOURCES["conll"],
     )
 
@@ -513,7 +526,7 @@ def _registry() -> dict[str, _Entry]:
     reg["conll"] = _Entry(
         "CoNLL column files train/dev/test.txt (token; data_dir)",
         lambda data_dir, o: _build_conll(data_dir, o),
-        {**_TOKEN_CAPS, "word_col": 0, "label_col": -1},
+        {**_TOKEN_CAPS, "word_col": 0, "label_col": -1, "format": "conll", "comments": None},
         needs_data=True,
     )
     for task, text in _GLUE_DESCRIPTIONS.items():
