@@ -87,10 +87,8 @@ def json_default(obj):
     """``json.dumps(..., default=json_default)``: numpy scalars and arrays, paths."""
     import numpy as np
 
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
+    if isinstance(obj, np.generic):  # numpy scalars: bool_, integer, floating
+        return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, os.PathLike):

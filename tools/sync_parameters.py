@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from redundancy.report.experiments import Config
+from redundancy.report.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "# Parameters (papermill injects its own values after this cell; defaults = params/default.yaml)"

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import progress_bar
+from ..constraints import check
 from .probes import LinearProbe, evaluate_probes, train_probes
 
 logger = logging.getLogger(__name__)
@@ -258,10 +259,7 @@ def minimal_set(
             f"The 'round_size' parameter of {caller} must be a positive int. "
             f"Got {round_size!r} instead."
         )
-    if not (0 <= delta < 100):
-        raise ValueError(
-            f"The 'delta' parameter of {caller} must be in [0, 100). Got {delta!r} instead."
-        )
+    delta = check("delta", delta, caller)
     n_total = int(n_total) if n_total is not None else int(X_train.shape[1])
     threshold = float(base_score) * (1 - delta / 100)
     sizes = grid_sizes(grid, n_total, ordering.size)

@@ -332,7 +332,7 @@ class Config:
             if not k.startswith("_") and k not in ignore and isinstance(v, plain)
         }
         try:
-            return cls.from_dict(params, source="the notebook's parameters")
+            cfg = cls.from_dict(params, source="the notebook's parameters")
         except ValueError as exc:
             if "Unknown parameter" not in str(exc):
                 raise
@@ -340,6 +340,11 @@ class Config:
                 f"{exc} (Re-running this cell after later cells in JupyterLab also triggers this: "
                 "restart the kernel and run the notebook from the top.)"
             ) from None
+        if cfg.recompute:
+            from .cache import recompute_from_now
+
+            recompute_from_now()
+        return cfg
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-friendly dict (tuples become lists); round-trips through from_dict."""
