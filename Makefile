@@ -44,7 +44,7 @@ book: install  ## run every notebook on $(PARAMS) and build the HTML book into b
 	$(PY) -m redundancy book --params $(PARAMS)
 
 lab: install  ## open JupyterLab on notebooks/ (kernel of .venv, cache in REDUNDANCY_CACHE)
-	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 lab-check: install  ## run a chapter in JupyterLab in headless Chromium; installs chromium (as root) and playwright
 	@if ! command -v chromium >/dev/null 2>&1; then \

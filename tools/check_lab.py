@@ -65,6 +65,7 @@ LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 STDERR_MIME = "application/vnd.jupyter.stderr"
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on show
 # A traceback as IPython prints it, or the last line of one (SyntaxError has no "Traceback").
 TRACEBACK_RE = re.compile(
     r"Traceback \(most recent call last\)|^\s*(?:\w+\.)*\w*(?:Error|Exception)\b:", re.MULTILINE
@@ -72,7 +73,7 @@ TRACEBACK_RE = re.compile(
 MAX_SCREENSHOT_HEIGHT = 16_000
 
 # One entry per code cell: its prompt and what its output areas show.
-_CELLS_JS = """() => Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell')).map((c, i) => ({
+_CELLS_JS = """(panel) => Array.from(document.querySelectorAll(panel + ' .jp-Cell')).map((c, i) => ({
   index: i,
   code: c.classList.contains('jp-CodeCell'),
   prompt: ((c.querySelector('.jp-InputArea-prompt') || {}).textContent || '').trim(),
@@ -128,11 +129,13 @@ def prepare_notebook(source: Path, target: Path, parameters: dict) -> dict:
     notebook's kernelspec metadata."""
     import nbformat
 
-    nb = nbformat.read(str(source), as_version=4)
     if parameters:
+        from papermill.iorw import load_notebook_node
         from papermill.parameterize import parameterize_notebook
 
-        nb = parameterize_notebook(nb, parameters, report_mode=False)
+        nb = parameterize_notebook(load_notebook_node(str(source)), parameters, report_mode=False)
+    else:
+        nb = nbformat.read(str(source), as_version=4)
     nbformat.write(nb, str(target))
     return dict(nb.metadata.get("kernelspec", {}))
 
@@ -263,6 +266,12 @@ class LabServer:
                 return session["kernel"]["name"], session["kernel"]["execution_state"]
         return None, None
 
+    def close_session(self, path: str) -> None:
+        """Shut down the kernel of notebook ``path`` (one kernel at a time, not all at the end)."""
+        for session in self.api("/api/sessions"):
+            if session.get("path") == path:
+                self.api(f"/api/sessions/{session['id']}", method="DELETE")
+
 
 def classify_outputs(cells: list[dict]) -> tuple[list[dict], int]:
     """Errors shown in the output areas (error outputs and stderr tracebacks), and the number
@@ -298,9 +307,12 @@ def _dialog_text(page) -> str | None:
 
 
 def _open_notebook(page, server: LabServer, name: str, timeout: float) -> dict:
-    """Open notebook ``name`` and wait for its kernel to be idle; refuse a kernel dialog."""
-    page.goto(f"{server.url}/lab/tree/{urllib.parse.quote(name)}?token={server.token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=timeout * 1000)
+    """Open notebook ``name`` alone in a fresh workspace and wait for its kernel to be idle;
+    refuse a kernel dialog."""
+    workspace = "check-" + re.sub(r"[^A-Za-z0-9]+", "-", name)
+    path = urllib.parse.quote(name)
+    page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{path}?token={server.token}")
+    page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-Cell", timeout=timeout * 1000)
 
     def kernel_ready():
         dialog = _dialog_text(page)
@@ -310,7 +322,9 @@ def _open_notebook(page, server: LabServer, name: str, timeout: float) -> dict:
         return (kernel, state) if state == "idle" else None
 
     kernel, _ = _wait_for(kernel_ready, timeout, "the notebook's kernel did not become idle")
-    shown = page.locator(".jp-NotebookPanel-toolbar .jp-KernelName").first.inner_text().strip()
+    shown = (
+        page.locator(f"{PANEL} .jp-NotebookPanel-toolbar .jp-KernelName").first.inner_text().strip()
+    )
     return {"kernel": kernel, "kernel_display_name": shown}
 
 
@@ -321,7 +335,7 @@ def _run_all(page, server: LabServer, name: str, timeout: float) -> list[dict]:
     settled = []
 
     def finished():
-        cells = page.evaluate(_CELLS_JS)
+        cells = page.evaluate(_CELLS_JS, PANEL)
         prompts = [c["prompt"] for c in cells if c["code"]]
         ran = any(re.match(r"^\[\d+\]", p) for p in prompts) or not prompts
         quiet = ran and not any("*" in p for p in prompts)
@@ -351,7 +365,7 @@ def _save_and_read(page, target: Path) -> list[dict]:
 
 def _screenshot(page, path: Path) -> dict:
     """Screenshot of the whole notebook panel: the viewport is stretched to its height."""
-    outer = ".jp-NotebookPanel .jp-WindowedPanel-outer"
+    outer = f"{PANEL} .jp-WindowedPanel-outer"
     extra = page.evaluate(
         f"() => {{ const e = document.querySelector({outer!r}); "
         "return e ? e.scrollHeight - e.clientHeight : 0; }"
@@ -360,7 +374,7 @@ def _screenshot(page, path: Path) -> dict:
     height = min(size["height"] + max(extra, 0), MAX_SCREENSHOT_HEIGHT)
     page.set_viewport_size({"width": size["width"], "height": height})
     page.wait_for_timeout(800)
-    page.locator(".jp-NotebookPanel").first.screenshot(path=str(path))
+    page.locator(PANEL).first.screenshot(path=str(path))
     page.set_viewport_size(size)
     return {"height": height, "truncated": size["height"] + extra > MAX_SCREENSHOT_HEIGHT}
 
@@ -405,6 +419,8 @@ def check_notebook(context, server: LabServer, name: str, out_dir: Path, timeout
         record["page_errors"] = console
         record["seconds"] = round(time.perf_counter() - started, 1)
         page.close()
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            server.close_session(name)
     record["ok"] = not record["errors"] and not record["problems"]
     return record
 
