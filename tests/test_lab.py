@@ -233,6 +233,7 @@ def test_check_lab_runs_notebooks_in_jupyterlab_and_reports_errors(tmp_path, cap
         _notebook(tmp_path / "good.ipynb", GOOD_CELLS, kernel),
         _notebook(tmp_path / "bad.ipynb", BAD_CELLS, kernel),
         _notebook(tmp_path / "orphan.ipynb", ["x = 1"], "no-such-kernel"),
+        _notebook(tmp_path / "dies.ipynb", ["import os\nos._exit(1)", "x = 2"], kernel),
     ]
     out = tmp_path / "out"
     registered = kernel in KernelSpecManager().find_kernel_specs()
@@ -240,7 +241,7 @@ def test_check_lab_runs_notebooks_in_jupyterlab_and_reports_errors(tmp_path, cap
     assert check_lab.main(argv + ([] if registered else ["--bind-kernel"])) == 1
 
     report = json.loads((out / "report.json").read_text())
-    good, bad, orphan = report["notebooks"]
+    good, bad, orphan, dies = report["notebooks"]
     assert good["ok"], good
     assert (good["code_cells"], good["cells_run"], good["errors"]) == (4, 4, [])
     assert good["kernel"] == kernel
@@ -259,6 +260,7 @@ def test_check_lab_runs_notebooks_in_jupyterlab_and_reports_errors(tmp_path, cap
     assert Path(bad["screenshot"]).is_file()
 
     assert not orphan["ok"] and "no-such-kernel" in orphan["problems"][0]
+    assert not dies["ok"] and re.search(r"died|kernel is gone", dies["problems"][0]), dies
     printed = capsys.readouterr().out
     assert "good.ipynb: ok" in printed and "bad.ipynb: FAILED" in printed
 

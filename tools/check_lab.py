@@ -335,11 +335,17 @@ def _run_all(page, server: LabServer, name: str, timeout: float) -> list[dict]:
     settled = []
 
     def finished():
+        dialog = _dialog_text(page)  # "Kernel Restarting", "Kernel Dead", ...
+        if dialog:
+            raise RuntimeError(f"JupyterLab showed a dialog while running: {dialog!r}")
+        state = server.kernel_state(name)[1]
+        if state in (None, "dead"):
+            raise RuntimeError(f"the kernel is gone (state {state!r})")
         cells = page.evaluate(_CELLS_JS, PANEL)
         prompts = [c["prompt"] for c in cells if c["code"]]
         ran = any(re.match(r"^\[\d+\]", p) for p in prompts) or not prompts
         quiet = ran and not any("*" in p for p in prompts)
-        settled.append(quiet and server.kernel_state(name)[1] == "idle")
+        settled.append(quiet and state == "idle")
         return cells if settled[-2:] == [True, True] else None
 
     return _wait_for(finished, timeout, "Run All Cells did not finish")
@@ -399,8 +405,10 @@ def check_notebook(context, server: LabServer, name: str, out_dir: Path, timeout
         record.update(code_cells=len(code), cells_run=len(code) - len(not_run))
         if not_run:
             record["problems"].append(f"cells not run: {not_run}")
-        with contextlib.suppress(Exception):
+        try:
             record["saved_errors"] = _save_and_read(page, server.root / name)
+        except Exception as exc:  # the check stands on what the page showed
+            record["save_failed"] = f"{type(exc).__name__}: {exc}"
         if record.get("saved_errors") and not record["errors"]:
             record["problems"].append(
                 f"error outputs in the saved notebook: {record['saved_errors']}"
@@ -411,9 +419,9 @@ def check_notebook(context, server: LabServer, name: str, out_dir: Path, timeout
         stem = Path(name).stem
         shot = out_dir / f"{stem}.png"
         with contextlib.suppress(Exception):
-            record["screenshot"] = str(shot)
             record["screenshot_info"] = _screenshot(page, shot)
-        if (server.root / name).exists():
+            record["screenshot"] = str(shot)
+        if "saved_errors" in record:
             shutil.copyfile(server.root / name, out_dir / f"{stem}.ipynb")
             record["executed_copy"] = str(out_dir / f"{stem}.ipynb")
         record["page_errors"] = console
