@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -141,9 +142,15 @@ def test_load_parameters_reads_yaml_values():
     assert params == {"probe_epochs": 2, "models": ["minilm", "mpnet"]}
 
 
-def test_load_parameters_validates_a_params_file():
-    params = check_lab.load_parameters(ROOT / "params" / "tiny.yaml", [["probe_epochs", "3"]])
-    assert params["token_tasks"] == ["brown-pos"] and params["probe_epochs"] == 3
+def test_load_parameters_validates_a_params_file(tmp_path):
+    tiny = ROOT / "params" / "tiny.yaml"
+    params = check_lab.load_parameters(tiny, [["probe_epochs", "3"]])
+    expected = yaml.safe_load(tiny.read_text())
+    assert params["token_tasks"] == expected["token_tasks"] and params["probe_epochs"] == 3
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(tiny.read_text() + "probe_epochz: 3\n")
+    with pytest.raises(ValueError, match="probe_epochz"):
+        check_lab.load_parameters(typo, None)
 
 
 def test_prepare_notebook_injects_parameters_after_the_parameters_cell(tmp_path):
