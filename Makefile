@@ -8,11 +8,18 @@ PARAMS ?= params/default.yaml
 # CPU build of torch, installed first where the machine has no NVIDIA GPU; GPU users keep
 # whatever CUDA build pip picks for them (or set TORCH= to skip this step).
 TORCH  ?= torch==2.13.0
+# The Jupyter kernel `make install` registers inside .venv; the notebooks' metadata names it, so
+# JupyterLab and papermill start it without asking (the book runner binds its own, same name).
+KERNEL ?= redundancy-python
+# Extra options for `make lab` (e.g. LAB_ARGS="--no-browser --port 8890") and `make lab-check`
+# (e.g. LAB_CHECK_ARGS="notebooks/04-layers-probes.ipynb --params params/tiny.yaml").
+LAB_ARGS ?=
+LAB_CHECK_ARGS ?=
 export REDUNDANCY_CACHE ?= $(CURDIR)/.cache
 export PYTHONHASHSEED = 0
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: help install book test lint format bench data model-mpnet extract clean clean-cache
+.PHONY: help install book lab lab-check test lint format bench data model-mpnet extract clean clean-cache
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,15 +32,31 @@ $(VENV)/.installed: pyproject.toml
 	  $(PY) -m pip install --quiet "$(TORCH)" || echo "could not install $(TORCH); pip will choose a torch build"; \
 	fi
 	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (redundancy)"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the library with book and test extras
+install: $(VENV)/.installed  ## create .venv, install the library with book and test extras, register its kernel
 
 data: install  ## fetch the Brown corpus into the cache
 	$(PY) -m redundancy fetch-data
 
 book: install  ## run every notebook on $(PARAMS) and build the HTML book into book/_build/html
 	$(PY) -m redundancy book --params $(PARAMS)
+
+lab: install  ## open JupyterLab on notebooks/ (kernel of .venv, cache in REDUNDANCY_CACHE)
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
+
+lab-check: install  ## run a chapter in JupyterLab in headless Chromium; installs chromium (as root) and playwright
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "chromium not found: installing it with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium not found: install it (Debian: sudo apt-get install chromium) and rerun"; exit 1; \
+	  fi; \
+	fi
+	$(PY) -m pip install --quiet -e ".[browser]"
+	$(PY) tools/check_lab.py --chromium "$$(command -v chromium)" $(LAB_CHECK_ARGS)
 
 test: install  ## lint, then run the test suite
 	$(PY) -m ruff check redundancy tests benchmarks tools
