@@ -151,10 +151,7 @@ def load_parameters(params_file: Path | None, pairs: list[list[str]] | None) -> 
 
     parameters: dict = {}
     if params_file is not None:
-        try:
-            from redundancy.report import Config
-        except ImportError:  # the layout before redundancy.report exported Config
-            from redundancy.report.experiments import Config
+        from redundancy.report import Config
 
         parameters.update(Config.from_yaml(params_file).to_dict())
     for name, value in pairs or []:

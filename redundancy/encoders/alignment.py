@@ -259,17 +259,19 @@ class Plan:
 
 
 def default_max_length(tokenizer, config) -> int:
-    """The longest input the model accepts: the tokenizer's limit, else the position table."""
+    """The longest input the model accepts: the smaller of the tokenizer's limit and the
+    model's position table (either may be missing; 512 when both are)."""
+    limits = []
     limit = getattr(tokenizer, "model_max_length", None)
     if limit is not None and 0 < limit < 100_000:
-        return int(limit)
+        limits.append(int(limit))
     n_pos = getattr(config, "max_position_embeddings", None)
     if n_pos and n_pos > 0:
         offset = (
             2 if getattr(config, "model_type", "") in ("roberta", "mpnet", "xlm-roberta") else 0
         )
-        return int(n_pos) - offset
-    return 512
+        limits.append(int(n_pos) - offset)
+    return min(limits) if limits else 512
 
 
 def token_plan(tokenizer, sentences, max_length, aggregation) -> tuple[Plan, dict]:

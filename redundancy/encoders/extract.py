@@ -125,7 +125,8 @@ def extract(
     config = AutoConfig.from_pretrained(path)
     token_level = task.level == "token"
     if max_length is None:
-        max_length = default_max_length(tokenizer, config) if token_level else SENTENCE_MAX_LENGTH
+        limit = default_max_length(tokenizer, config)
+        max_length = limit if token_level else min(SENTENCE_MAX_LENGTH, limit)
     if pooling == "auto":
         pooling = "last" if tokenizer.padding_side == "left" else "first"
     identity = model_identity(model)

@@ -175,11 +175,19 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
     y = y[index]
     pairs = len(sentences[0]) == 2
     tokenizer = AutoTokenizer.from_pretrained(path)
+    from transformers import AutoConfig
+
+    from .alignment import default_max_length
+
+    # never longer than the model accepts (a model with a short position table)
+    max_length = min(
+        options["max_length"], default_max_length(tokenizer, AutoConfig.from_pretrained(path))
+    )
     enc = tokenizer(
         [s[0] for s in sentences],
         [s[1] for s in sentences] if pairs else None,
         truncation=True,
-        max_length=options["max_length"],
+        max_length=max_length,
     )
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     regression = task.kind == "regression"

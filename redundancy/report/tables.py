@@ -148,3 +148,51 @@ def transfer_summary(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def selectivity_table(minimal: dict, scores: dict, delta: float) -> pd.DataFrame:
+    """The minimal-set claim under selectivity, per (model, task) with control tasks.
+
+    Selectivity = task dev score − control-task dev score (first seed). Columns: the oracle's
+    selectivity, the selectivity of the top-ranked set of the minimal set's size, the smallest
+    top-ranked set whose selectivity is within δ (percent) of the oracle's, and the share of
+    neurons removable under that criterion, next to the share removable under accuracy.
+
+    ``minimal``: ``{(model, task): minimal_sets result}``; ``scores``: ``{(model, task):
+    layer_probe_scores table}``.
+    """
+    rows = []
+    for key, res in minimal.items():
+        sel, df = res.get("selectivity"), scores[key]
+        if not sel:
+            continue
+        seed = res["seeds"][0]
+        last = df["layer"].max()
+        at = df[
+            (df["kind"] == "incremental") & (df["layer"] == last) & (df["seed"] == seed["seed"])
+        ]
+        ctrl = df[
+            (df["kind"] == "incremental") & (df["layer"] == last) & (df["target"] == "control")
+        ]
+        if at.empty or ctrl.empty:
+            continue
+        oracle_sel = float(at[at["target"] == "task"]["dev"].iloc[0] - ctrl["dev"].iloc[0])
+        curve = np.asarray(sel["task_dev"]) - np.asarray(sel["control_dev"])
+        i_min = int(np.argmin(np.abs(np.asarray(sel["k"]) - seed["k"])))
+        ok = np.flatnonzero(curve >= oracle_sel * (1 - delta / 100))
+        share = float(sel["fraction"][ok[0]]) if ok.size else None
+        rows.append(
+            {
+                "model": key[0],
+                "task": key[1],
+                "oracle selectivity": f"{100 * oracle_sel:.1f}",
+                "minimal set (%)": f"{100 * seed['fraction']:.2f}",
+                "its selectivity": f"{100 * curve[i_min]:.1f}",
+                "set keeping selectivity (%)": "none shown"
+                if share is None
+                else f"{100 * share:.2f}",
+                "removable: accuracy (%)": f"{100 * (1 - seed['fraction']):.1f}",
+                "removable: selectivity (%)": "" if share is None else f"{100 * (1 - share):.1f}",
+            }
+        )
+    return pd.DataFrame(rows).set_index(["model", "task"]) if rows else pd.DataFrame()

@@ -1,0 +1,128 @@
+"""Baselines, bootstrap intervals and control tasks (redundancy.analysis.metrics / controls)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_token_task
+
+from redundancy.analysis.controls import (
+    control_labels,
+    label_distribution,
+    selectivity,
+    task_types,
+)
+from redundancy.analysis.metrics import (
+    bootstrap_interval,
+    majority_baseline,
+    seed_summary,
+)
+
+
+def test_majority_baseline():
+    assert majority_baseline([0, 1, 1, 2], [1, 1, 0, 2]) == 0.5
+    assert majority_baseline([2, 2, 0, 0], [0, 0, 2]) == pytest.approx(2 / 3)  # tie: code 0
+    assert majority_baseline([1.0, 3.0], [1.0, 2.0, 3.0], "pearson", regression=True) == 0.0
+    with pytest.raises(ValueError, match="non-empty"):
+        majority_baseline([], [1])
+
+
+def _naive_bootstrap(y, preds, groups, n_boot, confidence, seed):
+    """Reference: resample groups with the same generator and score the instances directly."""
+    rng = np.random.default_rng(seed)
+    uniq = np.unique(groups)
+    counts = rng.multinomial(uniq.size, np.full(uniq.size, 1 / uniq.size), size=n_boot)
+    stats = []
+    for c in counts:
+        idx = np.concatenate(
+            [np.flatnonzero(groups == g) for g, k in zip(uniq, c) for _ in range(k)]
+        )
+        stats.append(np.mean([np.mean(p[idx] == y[idx]) for p in preds]))
+    a = (1 - confidence) / 2
+    return tuple(np.quantile(stats, [a, 1 - a]))
+
+
+def test_bootstrap_equals_a_direct_resampling_of_sentences():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), rng.integers(1, 8, size=40))
+    y = rng.integers(0, 3, size=groups.size)
+    preds = np.where(rng.random((3, groups.size)) < 0.7, y, (y + 1) % 3)
+    fast = bootstrap_interval(y, preds, groups=groups, n_bootstrap=300, random_state=5)
+    slow = _naive_bootstrap(y, preds, groups, 300, 0.95, 5)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12)
+    low, high = fast
+    assert low < np.mean(preds == y) < high
+
+
+def test_bootstrap_planted_cases():
+    y = np.array([0, 1] * 50)
+    assert bootstrap_interval(y, y, n_bootstrap=50) == (1.0, 1.0)
+    low, high = bootstrap_interval(y, 1 - y, n_bootstrap=50)
+    assert (low, high) == (0.0, 0.0)
+    # about 70% right: the interval holds 0.7 and narrows with more data
+    rng = np.random.default_rng(1)
+    wide = [
+        bootstrap_interval(t, np.where(rng.random(t.size) < 0.7, t, 1 - t), n_bootstrap=400)
+        for t in (np.tile([0, 1], 50), np.tile([0, 1], 2000))
+    ]
+    assert wide[0][0] < 0.7 < wide[0][1] and wide[1][0] < 0.7 < wide[1][1]
+    assert wide[1][1] - wide[1][0] < (wide[0][1] - wide[0][0]) / 3
+
+
+def test_bootstrap_other_metrics_and_errors():
+    rng = np.random.default_rng(2)
+    y = rng.standard_normal(200)
+    pred = y + 0.5 * rng.standard_normal(200)
+    low, high = bootstrap_interval(y, pred, metric="pearson", n_bootstrap=100)
+    r = np.corrcoef(y, pred)[0, 1]
+    assert low < r < high
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        bootstrap_interval(y, pred[:10])
+    with pytest.raises(ValueError, match="'confidence' parameter of bootstrap_interval"):
+        bootstrap_interval(y, pred, confidence=1.5)
+
+
+def test_seed_summary():
+    s = seed_summary([0.5, 0.7, 0.6])
+    assert s == pytest.approx({"mean": 0.6, "std": 0.1, "min": 0.5, "max": 0.7, "n": 3})
+    assert seed_summary([0.3])["std"] == 0.0
+
+
+def test_control_labels_are_fixed_per_word_type_and_follow_the_distribution():
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(5000)]
+    words = list(rng.choice(vocab, size=30_000))
+    dist = np.array([0.6, 0.3, 0.1])
+    labels = control_labels(words, dist, random_state=7)
+    # fixed per type: every occurrence of a word has the same label
+    by_word = {}
+    for w, y in zip(words, labels):
+        assert by_word.setdefault(w, y) == y
+    # per type, labels follow the distribution (5,000 types: within 2.5 points)
+    per_type = np.bincount(list(by_word.values()), minlength=3) / len(by_word)
+    np.testing.assert_allclose(per_type, dist, atol=0.025)
+    # the same type gets the same label in another split and another call; another seed differs
+    again = control_labels(["w1", "w2", "w3"], dist, random_state=7)
+    assert list(again) == [by_word["w1"], by_word["w2"], by_word["w3"]]
+    other = control_labels(words, dist, random_state=8)
+    assert (other != labels).mean() > 0.2
+
+
+def test_control_labels_of_a_task_use_its_training_distribution():
+    task = make_token_task(20)
+    y = task.encode("train")
+    dist = label_distribution(y, task.n_classes)
+    assert dist.sum() == pytest.approx(1) and dist[-1] == 0  # the unseen class never drawn
+    train = control_labels(task_types(task, "train"), dist, random_state=0)
+    dev = control_labels(task_types(task, "dev"), dist, random_state=0)
+    assert train.shape == y.shape and set(np.unique(train)) <= set(np.flatnonzero(dist))
+    seen = dict(zip(task_types(task, "train"), train))
+    for w, label in zip(task_types(task, "dev"), dev):
+        if w in seen:
+            assert seen[w] == label
+    with pytest.raises(ValueError, match="probability vector"):
+        control_labels(["a"], [0.5, 0.6])
+
+
+def test_selectivity_is_the_difference():
+    np.testing.assert_allclose(selectivity([0.9, 0.8], [0.6, 0.8]), [0.3, 0.0])
