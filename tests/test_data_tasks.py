@@ -242,7 +242,8 @@ def test_bad_size_option(value):
 
 def test_list_tasks():
     tasks = list_tasks()
-    expected = {"brown-pos", "brown-upos", "brown-genre", "brown-fiction", "pos", "sem", "ccg"}
+    expected = {"brown-pos", "brown-upos", "brown-genre", "brown-fiction", "brown-register"}
+    expected |= {"brown-next", "pos", "sem", "ccg"}
     expected |= {"chunking", "conll"} | {f"glue-{t}" for t in GLUE_TASKS}
     assert set(tasks) == expected
     assert all(isinstance(v, str) and v and "\n" not in v for v in tasks.values())

@@ -20,12 +20,32 @@ def test_resolve_minilm_is_the_bundled_folder():
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
-def test_resolve_passes_hub_ids_and_folders_through(tmp_path):
+def test_resolve_passes_hub_ids_through_when_the_hub_answers(tiny_bert, monkeypatch):
+    import redundancy.encoders.models as models
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: True)
     assert resolve_model("bert-base-cased") == "bert-base-cased"
     assert resolve_model("xlnet/xlnet-base-cased") == "xlnet/xlnet-base-cased"
-    assert resolve_model(tmp_path) == str(tmp_path.resolve())
+    assert resolve_model(tiny_bert) == str(Path(tiny_bert).resolve())
     with pytest.raises(TypeError, match="'name' parameter of resolve_model"):
         resolve_model(3)
+
+
+def test_an_unknown_hub_id_fails_at_once_offline(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="cannot be reached.*Available here: 'minilm'"):
+        resolve_model("no-such-org/no-such-model")
+    assert time.perf_counter() - start < 5  # no retries
+
+
+def test_paths_that_do_not_hold_a_model_say_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_model(str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="lacks config.json"):
+        resolve_model(tmp_path)
 
 
 def test_resolve_mpnet_missing_says_what_to_run(tmp_path, monkeypatch):
@@ -56,9 +76,10 @@ def test_model_identity_is_content_not_location(tiny_bert, tmp_path, monkeypatch
     blob[-1] ^= 0xFF
     weights.write_bytes(bytes(blob))
     assert model_identity(str(moved))["digest"] != a["digest"]
-    # hub ids that cannot be reached still get an identity
-    hub = model_identity("no-such-org/no-such-model")
-    assert hub["hub_id"] == "no-such-org/no-such-model"
+    # an unreachable hub id has no identity: it cannot be used
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError):
+        model_identity("no-such-org/no-such-model")
 
 
 def test_load_model_eval_mode(tiny_bert):

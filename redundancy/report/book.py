@@ -43,7 +43,9 @@ _NOTEBOOK_RE = re.compile(r"^(\d\d)-[a-z0-9-]+\.ipynb$")
 
 
 class NotebookExecutionError(RuntimeError):
-    """A chapter failed: names the notebook, the cell and the error."""
+    """A chapter failed: names the notebook, the cell and the error (``summary``: one line)."""
+
+    summary = ""
 
 
 def list_notebooks(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -322,11 +324,16 @@ def _run_one(nb, target, parameters, kernel, out_dir, bar, progress) -> None:
         )
     except pm.PapermillExecutionError as exc:
         source = "\n    ".join(str(exc.source).splitlines()[:12])
-        raise NotebookExecutionError(
+        error = NotebookExecutionError(
             f"Notebook {nb.name} failed in cell {exc.exec_count} (cell index {exc.cell_index}):\n"
             f"    {source}\n{exc.ename}: {exc.evalue}\n"
             f"The executed copy, with the full traceback, is {target}."
-        ) from None
+        )
+        error.summary = (
+            f"notebook {nb.name} failed in cell {exc.exec_count}: {exc.ename}: "
+            f"{' '.join(str(exc.evalue).split())} (full traceback in {target})"
+        )
+        raise error from None
     finally:
         monitor.stop.set()
 

@@ -196,3 +196,21 @@ def selectivity_table(minimal: dict, scores: dict, delta: float) -> pd.DataFrame
             }
         )
     return pd.DataFrame(rows).set_index(["model", "task"]) if rows else pd.DataFrame()
+
+
+def speed_table(speed: pd.DataFrame) -> pd.DataFrame:
+    """Forward-pass time at each selected layer against the full model, with the speed-up's
+    range over the timed rounds."""
+    out = pd.DataFrame(
+        {
+            "model / task": speed["model"] + " / " + speed["task"],
+            "layer": speed["layer"],
+            "ms stopped": speed["ms_per_instance"].round(3),
+            "ms full": speed["full_ms_per_instance"].round(3),
+            "speed-up (range)": [
+                f"{m:.2f}x ({lo:.2f}-{hi:.2f})"
+                for m, lo, hi in zip(speed["speedup"], speed["speedup_low"], speed["speedup_high"])
+            ],
+        }
+    )
+    return out
