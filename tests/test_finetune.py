@@ -18,7 +18,8 @@ from redundancy.encoders.finetune import finetune
 def _train_loss(folder, task, seed=42):
     """Mean cross-entropy of a classifier on the training split (eval mode, one batch)."""
     torch.manual_seed(seed)
-    net = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=task.n_classes)
+    # one output per training label (the unseen placeholder gets none)
+    net = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=task.n_classes - 1)
     net.eval()
     tok = AutoTokenizer.from_pretrained(folder)
     enc = tok([s[0] for s in task.train.sentences], padding=True, return_tensors="pt")
@@ -27,12 +28,13 @@ def _train_loss(folder, task, seed=42):
 
 
 def test_finetune_learns_planted_task_and_is_reused(tiny_bert, tmp_path):
-    task = make_sentence_task(16)  # label "pos" iff the sentence contains "cat"
-    kwargs = dict(lr=1e-3, epochs=3, batch_size=4, cache_dir=tmp_path, progress=False)
+    task = make_sentence_task(32)  # label "pos" iff the sentence contains "cat"
+    kwargs = dict(lr=1e-3, epochs=20, batch_size=8, cache_dir=tmp_path, progress=False)
     folder = finetune(tiny_bert, task, **kwargs)
     record = json.loads((folder / "finetune.json").read_text())
-    assert record["n_train"] == 16 and len(record["losses"]) == 12
-    assert np.mean(record["losses"][-4:]) < np.mean(record["losses"][:4])
+    assert record["n_train"] == 32 and len(record["losses"]) == 80
+    assert AutoConfig.from_pretrained(folder).num_labels == 2  # "neg", "pos"
+    assert np.mean(record["losses"][-4:]) < np.mean(record["losses"][:4]) - 0.1
     # the saved classifier fits the training set better than the untrained head did
     assert _train_loss(folder, task) < _train_loss(tiny_bert, task) - 0.05
     # second call: same folder, no training (the file is not rewritten)
@@ -45,7 +47,7 @@ def test_finetune_learns_planted_task_and_is_reused(tiny_bert, tmp_path):
     # the folder works as a model for extract: the encoder's hidden states
     acts = extract(str(folder), task, cache_dir=tmp_path / "acts", progress=False)
     base = extract(tiny_bert, task, cache_dir=tmp_path / "acts", progress=False)
-    assert acts.acts.shape == base.acts.shape == (16, 3, 32)
+    assert acts.acts.shape == base.acts.shape == (32, 3, 32)
     assert not np.allclose(acts.acts[:, -1], base.acts[:, -1])
 
 

@@ -161,9 +161,12 @@ def finetune(
     return target
 
 
-def _train(path: str, task: Task, options: dict, device: str, progress: bool) -> dict:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def _training_data(path: str, task: Task, options: dict):
+    """The (capped, seeded) training sentences tokenised once, and their labels."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..data.base import UNSEEN_LABEL
+    from .alignment import default_max_length
 
     sp = task.train
     y = task.encode("train")
@@ -172,57 +175,70 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
     if cap is not None and cap < len(sp):
         index = np.sort(np.random.default_rng(options["random_state"]).permutation(len(sp))[:cap])
     sentences = [sp.sentences[i] for i in index]
-    y = y[index]
-    pairs = len(sentences[0]) == 2
     tokenizer = AutoTokenizer.from_pretrained(path)
-    from transformers import AutoConfig
-
-    from .alignment import default_max_length
-
     # never longer than the model accepts (a model with a short position table)
-    max_length = min(
-        options["max_length"], default_max_length(tokenizer, AutoConfig.from_pretrained(path))
-    )
+    limit = default_max_length(tokenizer, AutoConfig.from_pretrained(path))
     enc = tokenizer(
         [s[0] for s in sentences],
-        [s[1] for s in sentences] if pairs else None,
+        [s[1] for s in sentences] if len(sentences[0]) == 2 else None,
         truncation=True,
-        max_length=max_length,
+        max_length=min(options["max_length"], limit),
     )
+    # the classification head has one output per training label (not the unseen placeholder)
+    n_labels = 1 if task.kind == "regression" else len(set(task.label_names) - {UNSEEN_LABEL})
+    return tokenizer, enc, y[index], n_labels
+
+
+def _optimiser(net, options: dict, total: int):
+    """run_glue's defaults: AdamW without weight decay, linear decay to 0, no warm-up."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=options["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(0.0, (total - step) / total)
+    )
+    return optimizer, scheduler
+
+
+def _train(path: str, task: Task, options: dict, device: str, progress: bool) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer, enc, y, n_labels = _training_data(path, task, options)
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     regression = task.kind == "regression"
-    t0 = time.perf_counter()
-    losses = []
+    labels = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
+    bs, n = options["batch_size"], len(y)
+    total = -(-n // bs) * options["epochs"]
+    t0, losses = time.perf_counter(), []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["random_state"])
         net = AutoModelForSequenceClassification.from_pretrained(
             path,
-            num_labels=task.n_classes,
+            num_labels=n_labels,
             problem_type="regression" if regression else "single_label_classification",
         ).to(device)
         net.train()
-        optimizer = torch.optim.AdamW(
-            net.parameters(), lr=options["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
-        )
-        bs = options["batch_size"]
-        steps_per_epoch = -(-len(sentences) // bs)
-        total = steps_per_epoch * options["epochs"]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(0.0, (total - step) / total)
-        )
+        optimizer, scheduler = _optimiser(net, options, total)
         generator = torch.Generator().manual_seed(options["random_state"])
-        labels = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
-        with progress_bar(
+        bar = progress_bar(
             total=total, desc=f"fine-tune {task.name}", unit="batch", progress=progress
-        ) as bar:
+        )
+        with bar:
             for _ in range(options["epochs"]):
-                order = torch.randperm(len(sentences), generator=generator).numpy()
-                for start in range(0, len(order), bs):
+                order = torch.randperm(n, generator=generator).numpy()
+                for start in range(0, n, bs):
                     idx = order[start : start + bs]
-                    feats = [{k: enc[k][i] for k in keys} for i in idx]
-                    batch = tokenizer.pad(feats, padding=True, return_tensors="pt")
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    out = net(**batch, labels=labels[idx].to(device))
+                    batch = tokenizer.pad(
+                        [{k: enc[k][i] for k in keys} for i in idx],
+                        padding=True,
+                        return_tensors="pt",
+                    )
+                    out = net(
+                        **{k: v.to(device) for k, v in batch.items()}, labels=labels[idx].to(device)
+                    )
                     out.loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                     optimizer.step()
@@ -237,7 +253,7 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
         "model": net,
         "tokenizer": tokenizer,
         "losses": losses,
-        "n_train": len(sentences),
+        "n_train": n,
         "seconds": round(time.perf_counter() - t0, 3),
         "device": device,
     }
