@@ -348,60 +348,35 @@ def ccfs(
         pk["random_state"] = pk.pop("probe_random_state")
     pk["kind"] = kind
     cache = {} if cache is None else cache
-
+    data = ((X_train, y_train), (X_dev, y_dev), (X_test, y_test))
     if incremental is None:
         key = ("incremental", metric, stable_hash(pk))
         if key not in cache:
             cache[key] = incremental_scores(
-                X_train, y_train, X_dev, y_dev, X_test, y_test,
-                n_layers=n_layers, n_hidden=n_hidden, metric=metric, progress=progress, **pk,
-            )  # fmt: skip
+                *data[0],
+                *data[1],
+                *data[2],
+                n_layers=n_layers,
+                n_hidden=n_hidden,
+                metric=metric,
+                progress=progress,
+                **pk,
+            )
         incremental = cache[key]
     if len(incremental.dev) != n_layers:
         raise ValueError(
             f"The 'incremental' parameter of {caller} must hold {n_layers} scores (one per "
             f"layer). Got {len(incremental.dev)} instead."
         )
-
     # 1. LayerSelector
     layer = select_layer(incremental.dev, incremental.oracle_dev, delta_ls)
     n_ls = (layer + 1) * int(n_hidden)
     logger.info("LayerSelector(delta=%g): layer %d (%d neurons)", delta_ls, layer, n_ls)
-
-    # 2. Correlation clustering on layers 0..layer (or every neuron of them: LS + FS)
-    ckey = ("cc", layer, threshold, representative, random_state)
-    if ckey not in cache:
-        cache[ckey] = (
-            np.arange(n_ls, dtype=np.int64)
-            if threshold is None
-            else _cluster(
-                X_train[:, :n_ls], threshold, representative, random_state, n_hidden,
-                pk.get("device"), progress,
-            ).kept
-        )  # fmt: skip
-    kept = np.sort(np.asarray(cache[ckey], dtype=np.int64))
-
-    # 3a. Probe on the kept neurons
-    pkey = ("ccprobe", ckey, metric, stable_hash(pk))
-    if pkey not in cache:
-        cc_probe = train_probe(X_train, y_train, kept, progress=progress, **pk)
-        both = [evaluate_probes({"p": cc_probe}, Xs, ys, metric)["p"] for Xs, ys in
-                ((X_dev, y_dev), (X_test, y_test))]  # fmt: skip
-        cache[pkey] = (cc_probe, both[0], both[1], rank_neurons(cc_probe))
-    cc_probe, cc_dev, cc_test, ordering = cache[pkey]
-
-    # 3b. FS: smallest FS_GRID size keeping s_CC
-    fkey = ("fs", pkey, delta_fs)
-    if fkey not in cache:
-        ms = minimal_set(
-            X_train, y_train, X_dev, y_dev, ordering,
-            base_score=cc_dev, delta=delta_fs, grid=FS_GRID, n_total=n_all,
-            metric=metric, progress=progress, **pk,
-        )  # fmt: skip
-        fs_test = evaluate_probes({"p": ms.probe}, X_test, y_test, metric)["p"]
-        cache[fkey] = (ms, fs_test)
-    ms, fs_test = cache[fkey]
-
+    # 2. correlation clustering on layers 0..layer (or every neuron of them: LS + FS)
+    clustered = (layer, threshold, representative, random_state)
+    kept = _kept_after_cc(X_train, clustered, n_ls, n_hidden, pk.get("device"), progress, cache)
+    # 3. FS on the kept neurons
+    cc, fs = _feature_selection(data, kept, clustered, delta_fs, n_all, metric, pk, progress, cache)
     return TransferResult(
         layer=int(layer),
         delta_ls=delta_ls,
@@ -410,25 +385,81 @@ def ccfs(
         n_all=n_all,
         n_ls=n_ls,
         n_cc=int(kept.size),
-        n_fs=int(ms.k),
-        neurons=[int(i) for i in ms.neurons],
+        n_fs=int(fs["result"].k),
+        neurons=[int(i) for i in fs["result"].neurons],
         cc_neurons=[int(i) for i in kept],
         dev={
             "oracle": incremental.oracle_dev,
             "ls": float(incremental.dev[layer]),
-            "cc": float(cc_dev),
-            "fs": float(ms.dev_score),
+            "cc": cc["dev"],
+            "fs": float(fs["result"].dev_score),
         },
         test={
             "oracle": incremental.oracle_test,
             "ls": float(incremental.test[layer]),
-            "cc": float(cc_test),
-            "fs": float(fs_test),
+            "cc": cc["test"],
+            "fs": fs["test"],
         },
-        fs_percent=float(ms.percent),
+        fs_percent=float(fs["result"].percent),
         metric=metric,
         meta={"representative": representative, "random_state": random_state},
     )
+
+
+def _kept_after_cc(X_train, clustered, n_ls, n_hidden, device, progress, cache) -> np.ndarray:
+    """Sorted neurons kept by clustering layers ``0..layer`` (all of them without clustering),
+    computed once per (layer, threshold, representative, seed) for all δ pairs."""
+    layer, threshold, representative, random_state = clustered
+    key = ("cc", *clustered)
+    if key not in cache:
+        cache[key] = (
+            np.arange(n_ls, dtype=np.int64)
+            if threshold is None
+            else _cluster(
+                X_train[:, :n_ls],
+                threshold,
+                representative,
+                random_state,
+                n_hidden,
+                device,
+                progress,
+            ).kept
+        )
+    return np.sort(np.asarray(cache[key], dtype=np.int64))
+
+
+def _feature_selection(data, kept, clustered, delta_fs, n_all, metric, pk, progress, cache):
+    """The probe on the kept neurons (its scores, ``s_CC``) and the FS search from its
+    ranking; both shared across δ pairs."""
+    (X_train, y_train), (X_dev, y_dev), (X_test, y_test) = data
+    pkey = ("ccprobe", clustered, metric, stable_hash(pk))
+    if pkey not in cache:
+        probe = train_probe(X_train, y_train, kept, progress=progress, **pk)
+        cache[pkey] = {
+            "dev": float(evaluate_probes({"p": probe}, X_dev, y_dev, metric)["p"]),
+            "test": float(evaluate_probes({"p": probe}, X_test, y_test, metric)["p"]),
+            "ordering": rank_neurons(probe),
+        }
+    cc = cache[pkey]
+    fkey = ("fs", pkey, delta_fs)
+    if fkey not in cache:
+        result = minimal_set(
+            X_train,
+            y_train,
+            X_dev,
+            y_dev,
+            cc["ordering"],
+            base_score=cc["dev"],
+            delta=delta_fs,
+            grid=FS_GRID,
+            n_total=n_all,
+            metric=metric,
+            progress=progress,
+            **pk,
+        )
+        test = float(evaluate_probes({"p": result.probe}, X_test, y_test, metric)["p"])
+        cache[fkey] = {"result": result, "test": test}
+    return cc, cache[fkey]
 
 
 def ccfs_sweep(
@@ -459,6 +490,6 @@ def ccfs_sweep(
             incremental=incremental,
             cache=cache,
             **kwargs,
-        )  # fmt: skip
+        )
         for dls, dfs in deltas
     ]
