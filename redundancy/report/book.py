@@ -373,6 +373,22 @@ def _tag_parameter_cells(src: Path, dst: Path) -> None:
     nbformat.write(nb, str(dst))
 
 
+def _add_substitutions(config_path: Path) -> None:
+    """Give the book's Markdown pages the paper's numbers from :mod:`redundancy.report.paper`
+    (MyST substitutions), so no page types them."""
+    import yaml
+
+    from .paper import substitutions
+
+    config = yaml.safe_load(config_path.read_text())
+    parse = config.setdefault("parse", {})
+    extensions = parse.setdefault("myst_enable_extensions", [])
+    if "substitution" not in extensions:
+        extensions.append("substitution")
+    parse["myst_substitutions"] = {**substitutions(), **parse.get("myst_substitutions", {})}
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+
 def assemble_book(
     executed_dir: Path, book_src: Path, target: Path, notebooks: Sequence[Path]
 ) -> Path:
@@ -388,6 +404,7 @@ def assemble_book(
     shutil.copytree(book_src, target, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
     for nb in notebooks:
         _tag_parameter_cells(executed_dir / nb.name, target / nb.name)
+    _add_substitutions(target / "_config.yml")
     pages = {p.with_suffix("").name for p in target.iterdir() if p.suffix in (".md", ".ipynb")}
     toc = toc_files(target / "_toc.yml")
     absent = [f for f in toc if f not in pages]

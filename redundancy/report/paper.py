@@ -64,3 +64,25 @@ PAPER = _Facts(
     ),
 )
 """The paper's reported numbers and protocol."""
+
+
+def substitutions() -> dict[str, str]:
+    """The paper's numbers as text for the book's Markdown pages (MyST substitutions:
+    ``{{ redundant_neurons }}`` in ``book/intro.md``)."""
+
+    def pct(x: float) -> str:
+        return f"{100 * x:g}%"
+
+    probe = PAPER.probe
+    return {
+        "redundant_neurons": pct(PAPER.redundant_neurons),
+        "removable_for_task": pct(PAPER.removable_for_task),
+        "transfer_score_kept": pct(PAPER.transfer_score_kept),
+        "transfer_neurons_kept": pct(PAPER.transfer_neurons_kept),
+        "n_features": f"{PAPER.n_features:,}",
+        "train_tokens": f"{PAPER.train_tokens:,}",
+        "probe": (
+            f"λ1 = λ2 = {probe['l1']:g}, learning rate {probe['lr']:g}, batches of "
+            f"{probe['batch_size']}, {probe['epochs']} epochs"
+        ),
+    }
