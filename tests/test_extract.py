@@ -394,3 +394,12 @@ def test_a_moved_model_folder_hits_the_cache(tiny_bert, tmp_path, monkeypatch):
     again = extract(str(moved), task, cache_dir=tmp_path / "acts", progress=False)
     assert counter.calls == 0
     np.testing.assert_array_equal(again.acts, first.acts)
+
+
+def test_the_manifest_records_identity_and_timings(tiny_bert, tmp_path):
+    task = make_token_task(3)
+    first = extract(tiny_bert, task, cache_dir=tmp_path, progress=False)
+    again = extract(tiny_bert, task, cache_dir=tmp_path, progress=False)  # read from the cache
+    for acts in (first, again):
+        assert acts.meta["timings"]["total_s"] >= acts.meta["timings"]["forward_s"] > 0
+        assert acts.meta["model_identity"]["digest"] and acts.meta["key_inputs"]["code"]

@@ -151,10 +151,10 @@ def extract(
                 "pooling": pooling,
                 "max_length": max_length,
                 "batch_size": batch_size,
+                "started": t0,
+                "recorded": {"model_identity": identity, "key_inputs": key_inputs},
             }
             found = _build(store, model, task, split, tokenizer, options, device, progress)
-            found[0]["meta"].update(model_identity=identity, key_inputs=key_inputs)
-            found[0]["meta"]["timings"]["total_s"] = round(time.perf_counter() - t0, 4)
         manifest, arrays = found
     meta = {**manifest["meta"], "path": str(store.folder)}
     return Activations(
@@ -271,8 +271,10 @@ def _build(store, model, task, split, tokenizer, options, device, progress):
         "timings": {
             "tokenize_s": round(t_tok, 4),
             "forward_s": round(t_fwd, 4),
+            "total_s": round(time.perf_counter() - options["started"], 4),
             f"{unit}s_per_s": round(n_new / t_fwd, 2) if t_fwd > 0 else None,
         },
+        **options["recorded"],
     }
     info = {"model": str(model), "task": task.name, "split": split, "meta": meta}
     logger.info("extracted %s %s/%s: %s in %.1fs", model, task.name, split, store.shape, t_fwd)

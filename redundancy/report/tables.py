@@ -185,14 +185,12 @@ def selectivity_table(minimal: dict, scores: dict, delta: float) -> pd.DataFrame
             {
                 "model": key[0],
                 "task": key[1],
-                "oracle selectivity": f"{100 * oracle_sel:.1f}",
+                "oracle sel.": f"{100 * oracle_sel:.1f}",
                 "minimal set (%)": f"{100 * seed['fraction']:.2f}",
-                "its selectivity": f"{100 * curve[i_min]:.1f}",
-                "set keeping selectivity (%)": "none shown"
-                if share is None
-                else f"{100 * share:.2f}",
-                "removable: accuracy (%)": f"{100 * (1 - seed['fraction']):.1f}",
-                "removable: selectivity (%)": "" if share is None else f"{100 * (1 - share):.1f}",
+                "its sel.": f"{100 * curve[i_min]:.1f}",
+                "set keeping sel. (%)": "none" if share is None else f"{100 * share:.2f}",
+                "removable by acc. (%)": f"{100 * (1 - seed['fraction']):.1f}",
+                "removable by sel. (%)": "" if share is None else f"{100 * (1 - share):.1f}",
             }
         )
     return pd.DataFrame(rows).set_index(["model", "task"]) if rows else pd.DataFrame()
