@@ -52,6 +52,17 @@ _API = {
     "ccfs": "redundancy.analysis.transfer",
     "ccfs_sweep": "redundancy.analysis.transfer",
     "TransferResult": "redundancy.analysis.transfer",
+    # baselines, intervals, control tasks
+    "majority_baseline": "redundancy.analysis.metrics",
+    "bootstrap_interval": "redundancy.analysis.metrics",
+    "control_labels": "redundancy.analysis.controls",
+    "selectivity": "redundancy.analysis.controls",
+    # activations made elsewhere
+    "open_activation_set": "redundancy.encoders.interop",
+    "read_activations": "redundancy.encoders.interop",
+    "write_activations": "redundancy.encoders.interop",
+    # the book's parameters
+    "Config": "redundancy.report.config",
     # timing
     "time_forward": "redundancy.analysis.timing",
     "time_probe": "redundancy.analysis.timing",

@@ -3,8 +3,8 @@
     .venv/bin/python tools/check_readme.py            # every runnable command (long: builds books)
     .venv/bin/python tools/check_readme.py --quick    # only those marked quick (the test suite's)
 
-Commands are the lines of the README's ```bash blocks. A line ending in ``# quick`` is cheap
-enough for the test suite; ``make ...`` lines and lines ending in ``# not run`` (they need a
+Commands are the lines of the README's ```bash blocks and its ```python blocks (run whole,
+quick unless they say ``# slow``). A line ending in ``# quick`` is cheap enough for the test suite; ``make ...`` lines and lines ending in ``# not run`` (they need a
 GPU, a cluster or data this machine cannot have) are listed but skipped. Each command runs
 from the checkout's root with ``.venv/bin`` first on ``PATH``, in a scratch folder for its
 outputs; a non-zero exit status fails the check.
@@ -28,6 +28,8 @@ def readme_commands(text: str) -> list[tuple[str, str]]:
     """``(command, mark)`` for every command line of the README's bash blocks; ``mark`` is
     ``"quick"``, ``"skip"`` or ``""``."""
     out = []
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        out.append((f"python -c {shlex.quote(block)}", "skip" if "# slow" in block else "quick"))
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for raw in block.splitlines():
             line = raw.strip()

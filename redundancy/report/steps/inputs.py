@@ -53,8 +53,12 @@ def task_table(cfg: Config) -> pd.DataFrame:
         df.index.name = "split"
         frames.append(df.reset_index().assign(task=name))
     out = pd.concat(frames, ignore_index=True).set_index(["task", "split"])
-    if "documents" in out and not out["documents"].any():
-        out = out.drop(columns="documents")
+    if "documents" in out:
+        # formats without documents (GLUE, .word/.label files) show no count, not 0
+        none = out.groupby(level="task")["documents"].transform("sum") == 0
+        out["documents"] = out["documents"].astype("Int64").mask(none)
+        if none.all():
+            out = out.drop(columns="documents")
     return out
 
 
