@@ -94,16 +94,17 @@ def _cmd_run(args) -> int:
     from .report.pipeline import PipelineError, run
 
     cfg = Config.from_yaml(args.params)
+    shown = ["job", "status", "seconds", "computed", "worker", "result"]
     try:
         table = run(cfg, scheduler=args.scheduler, workers=args.workers, progress=not args.quiet)
     except PipelineError as exc:
-        print(exc.table.to_string(index=False))
+        print(exc.table[shown].to_string(index=False))
         print(f"redundancy run: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:  # Dask asked for but not installed
         print(f"redundancy run: error: {exc}", file=sys.stderr)
         return 2
-    print(table.drop(columns="step").to_string(index=False))
+    print(table[shown].to_string(index=False))
     computed = int(table["computed"].fillna(0).sum())
     print(f"{len(table)} jobs done in {table.attrs['seconds']} s; {computed} results computed.")
     return 0

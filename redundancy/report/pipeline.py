@@ -502,7 +502,7 @@ def _client(scheduler, workers: int | None):
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
         with cluster, Client(cluster) as client:
