@@ -96,7 +96,13 @@ def _cmd_run(args) -> int:
     cfg = Config.from_yaml(args.params)
     shown = ["job", "status", "seconds", "computed", "worker", "result"]
     try:
-        table = run(cfg, scheduler=args.scheduler, workers=args.workers, progress=not args.quiet)
+        table = run(
+            cfg,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.quiet,
+            timing_on=args.timing_on,
+        )
     except PipelineError as exc:
         print(exc.table[shown].to_string(index=False))
         print(f"redundancy run: {exc}", file=sys.stderr)
@@ -216,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--workers", type=int, metavar="N", help="start a local Dask cluster of N processes"
+    )
+    p.add_argument(
+        "--timing-on",
+        choices=["client", "cluster"],
+        default="client",
+        help="where a Dask run measures the timings, alone (default: this process, at the end)",
     )
     p.add_argument("--quiet", action="store_true", help="no line per finished job")
     p.set_defaults(func=_cmd_run)

@@ -99,6 +99,14 @@ def _assert_same_results(here: Path, there: Path) -> int:
     return len(a)
 
 
+def _assert_alone(table) -> None:
+    """The timing jobs started after every other job had finished, one after the other."""
+    timing, others = table[table["step"].isin(TIMING)], table[~table["step"].isin(TIMING)]
+    assert len(timing) == 2
+    assert timing["started"].min() >= others["finished"].max()
+    assert timing["started"].iloc[1] >= timing["finished"].iloc[0]
+
+
 def _files(cache: Path) -> dict:
     return {
         str(p.relative_to(cache)): p.stat().st_mtime_ns
@@ -338,12 +346,12 @@ def test_tiny_params_on_two_workers_give_the_in_process_results(client, tmp_path
     table = pipeline.run(cfg, scheduler=client, progress=False)
     _finish(reference, here)
     assert (table["status"] == "done").all()
-    assert table["worker"].nunique() == 2
     assert table.set_index("step")["computed"].loc[["finetune", "layer_probes"]].min() >= 1
-    # timing jobs ran alone: after every other job had finished, one after the other
-    timing = table[table["step"].isin(TIMING)]
-    assert timing["started"].min() >= table[~table["step"].isin(TIMING)]["finished"].max()
-    assert timing["started"].iloc[1] >= timing["finished"].iloc[0]
+    timing, others = table[table["step"].isin(TIMING)], table[~table["step"].isin(TIMING)]
+    assert others["worker"].nunique() == 2
+    # timings are measured here, alone: after every other job, one after the other
+    assert set(timing["worker"]) == {f"{socket.gethostname()}:{os.getpid()}"}
+    _assert_alone(table)
     assert _assert_same_results(here, there) == 16
     # the book then renders from the cache: no chapter computes, extracts or fine-tunes
     before = _files(there)
@@ -409,7 +417,8 @@ def test_a_worker_killed_midway_changes_no_result(client, tiny_bert, tmp_path, m
         target=_kill_a_worker_midway, args=(client, there, "layer_probes", killed)
     )
     killer.start()
-    table = pipeline.run(Config.from_yaml(params), scheduler=client, progress=False)
+    cfg = Config.from_yaml(params)
+    table = pipeline.run(cfg, scheduler=client, progress=False, timing_on="cluster")
     killer.join()
     out = _finish(reference, here)
     assert killed, "no layer_probes job was seen running"
@@ -418,6 +427,9 @@ def test_a_worker_killed_midway_changes_no_result(client, tiny_bert, tmp_path, m
     assert row["step"] == "layer_probes" and row["status"] == "done"
     assert row["worker"] != f"{socket.gethostname()}:{killed['pid']}"  # it ran again elsewhere
     assert "jobs done in" in out and "layer_probes" in out  # the CLI's table and summary
+    # timings measured on the cluster, alone there too
+    assert f"{socket.gethostname()}:{os.getpid()}" not in set(table["worker"])
+    _assert_alone(table)
     assert _assert_same_results(here, there) == 16
     # the dead process left no lock held and no half-written result behind
     assert not list((there / "results").rglob("*.tmp*"))

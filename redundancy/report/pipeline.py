@@ -18,8 +18,11 @@ its per-key locks and atomic writes; after a run the book renders from the cache
 computing anything. The workers therefore need the cache folder (``REDUNDANCY_CACHE``) on
 a filesystem they all see, and the same library source; every job checks both.
 
-Timing jobs run alone: each depends on every other job of the run and on the timing job
-before it, so no job of the run is running while one is measured.
+Timing jobs run alone. Each depends on every other job of the run and on the timing job
+before it, so no job of the run runs while one is measured; by default a Dask run measures
+them in the client process once the cluster's jobs are done (``timing_on="client"``: the
+machine and thread count the book would measure with in-process; Dask starts its workers
+with one BLAS thread each), or on a worker (``"cluster"``, for a client on a login node).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._utils import check_choice
 from .config import Config
 
 logger = logging.getLogger(__name__)
@@ -448,9 +452,10 @@ def _reporter(n: int, progress: bool) -> Callable[[dict], None]:
     return report
 
 
-def _run_here(jobs: list[Job], cfg: Config, report) -> list[dict]:
-    """Every job in this process, in the plan's (dependency) order."""
-    status, rows = {}, []
+def _run_here(jobs: list[Job], cfg: Config, report, status: dict | None = None) -> list[dict]:
+    """Every job in this process, in the plan's (dependency) order; ``status`` holds the
+    status of jobs run before (elsewhere) that these may depend on."""
+    status, rows = dict(status or {}), []
     for job in jobs:
         if any(status[d] != "done" for d in job.deps):
             row = _failed_row(job, "skipped", None)
@@ -570,6 +575,7 @@ def run(
     workers: int | None = None,
     progress: bool = True,
     gpu: bool | None = None,
+    timing_on: str = "client",
 ) -> pd.DataFrame:
     """Compute every result of :func:`plan` into the result cache.
 
@@ -587,6 +593,9 @@ def run(
     gpu : bool, optional
         Whether jobs that gain from a GPU ask for a ``GPU`` resource; default: when some
         worker declares one (``dask worker ADDRESS --resources GPU=1``).
+    timing_on : {"client", "cluster"}, default="client"
+        Where a Dask run measures the timing jobs, alone in both cases: in this process
+        after every other job, or on a worker (one that declares a GPU when there is one).
 
     Returns
     -------
@@ -610,6 +619,7 @@ def run(
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"The 'workers' parameter of run must be an int >= 1. Got {workers!r}.")
+    check_choice(timing_on, ("client", "cluster"), name="timing_on", caller="run")
     cfg.check_inputs()
     if cfg.recompute:
         from .cache import recompute_from_now
@@ -624,8 +634,10 @@ def run(
         from ..analysis.distributed import require_dask
 
         require_dask("run on Dask", distributed=True)
+        here = [j for j in jobs if j.exclusive and timing_on == "client"]
         with _client(scheduler, workers) as client:
-            rows = _run_dask(jobs, cfg, client, gpu, report)
+            rows = _run_dask([j for j in jobs if j not in here], cfg, client, gpu, report)
+        rows += _run_here(here, cfg, report, {r["job"]: r["status"] for r in rows})
     table = pd.DataFrame(rows, columns=_TABLE)
     table.attrs["seconds"] = round(time.perf_counter() - started, 1)
     bad = table[table["status"] != "done"]
