@@ -233,6 +233,33 @@ def test_run_refuses_both_a_scheduler_and_workers():
         pipeline.run(cfg, workers=0)
 
 
+def test_run_command_lists_missing_inputs_and_takes_one_place_to_run(capsys, tmp_path):
+    from redundancy.cli import main
+
+    params = tmp_path / "p.yaml"
+    params.write_text("models: [/nonexistent/model-folder]\n")
+    assert main(["run", "--params", str(params), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/model-folder" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["run", "--params", str(params), "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_worker_without_the_cache_or_with_other_code_is_refused(tmp_path):
+    from redundancy.report.book import library_source_hash
+
+    context = pipeline._Context("abc", str(tmp_path / "elsewhere"), (), library_source_hash())
+    with pytest.raises(RuntimeError, match="does not see the run's cache folder .*elsewhere"):
+        pipeline._check_worker(context)
+    (tmp_path / "elsewhere" / "pipeline").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "pipeline" / "abc.run").write_text("")
+    pipeline._check_worker(context)  # sees it
+    other = pipeline._Context("abc", context.cache, (), "0" * 16)
+    with pytest.raises(RuntimeError, match="another version of the redundancy library"):
+        pipeline._check_worker(other)
+
+
 # --------------------------------------------------------------------------------------------
 # statistics over activations split across workers
 # --------------------------------------------------------------------------------------------
@@ -439,6 +466,11 @@ def test_gpu_jobs_go_to_the_worker_that_declares_a_gpu(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
     jobs = [pipeline.Job(f"job {i}", "probe", "builtins:repr", gpu=i % 2 == 0) for i in range(8)]
+    # what a job sees of the environment: os.getenv(NAME, cfg) gives the value, or the Config
+    jobs += [
+        pipeline.Job(f"sees {v}", "env", "os:getenv", (v,), gpu=True)
+        for v in ("REDUNDANCY_CACHE", "REDUNDANCY_RECOMPUTE_SINCE")
+    ]
     cfg = Config.from_yaml(ROOT / "params" / "tiny.yaml")
     report = pipeline._reporter(len(jobs), False)
     with (
@@ -455,6 +487,8 @@ def test_gpu_jobs_go_to_the_worker_that_declares_a_gpu(tmp_path, monkeypatch):
             [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
              "--nthreads", "1", "--resources", "GPU=1", "--no-dashboard", "--no-nanny"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**{k: v for k, v in os.environ.items() if k != "REDUNDANCY_CACHE"},
+                 "REDUNDANCY_RECOMPUTE_SINCE": "1"},
         )  # fmt: skip
         try:
             c.wait_for_workers(2, timeout=60)
@@ -465,3 +499,8 @@ def test_gpu_jobs_go_to_the_worker_that_declares_a_gpu(tmp_path, monkeypatch):
     where = {r["job"]: r["worker"].rsplit(":", 1)[1] for r in rows}
     assert {where[j.name] for j in jobs if j.gpu} == {str(gpu_worker.pid)}
     assert all(r["status"] == "done" for r in rows)
+    # that worker's own environment lacks the cache and holds a stale recompute mark; jobs
+    # run with the client's: its cache folder, no recompute mark
+    seen = {r["job"]: r["result"] for r in rows}
+    assert seen["sees REDUNDANCY_CACHE"] == "cache"
+    assert seen["sees REDUNDANCY_RECOMPUTE_SINCE"] == "Config"
