@@ -345,22 +345,36 @@ def _counting():
                 _counter_on(False)
 
 
-@contextlib.contextmanager
-def _environment(env: dict):
-    saved = {key: os.environ.get(key) for key in env}
+def _set_environment(env: dict) -> None:
     for key, value in env.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+_ENV_LOCK = threading.Lock()
+_ENV_SAVED: dict = {}  # what the process had before the first job that is still running
+_ENV_USERS = [0]
+
+
+@contextlib.contextmanager
+def _environment(env: dict):
+    """Set ``env`` (None unsets) while jobs run; the process's own values come back when the
+    last running job ends (jobs of one run set the same values, in any of a worker's threads)."""
+    with _ENV_LOCK:
+        for key in env:
+            _ENV_SAVED.setdefault(key, os.environ.get(key))
+        _ENV_USERS[0] += 1
+        _set_environment(env)
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        with _ENV_LOCK:
+            _ENV_USERS[0] -= 1
+            if _ENV_USERS[0] == 0:
+                _set_environment(_ENV_SAVED)
+                _ENV_SAVED.clear()
 
 
 def _describe(value) -> str:
@@ -423,10 +437,11 @@ def _execute(job: Job, cfg: Config, context: _Context | None = None, _after=()) 
 
 
 def _failed_row(job: Job, status: str, exc: BaseException | None) -> dict:
+    """The row of a job that failed (``exc`` says why) or was skipped (a dependency failed)."""
     reason = "" if exc is None else f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    return {"job": job.name, "step": job.step, "status": status, "seconds": None,
-            "computed": None, "worker": "", "result": reason, "started": None,
-            "finished": None}  # fmt: skip
+    row = dict.fromkeys(_TABLE)
+    row.update(job=job.name, step=job.step, status=status, worker="", result=reason)
+    return row
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,10 +459,11 @@ def _reporter(n: int, progress: bool) -> Callable[[dict], None]:
             f"[{done[0]:>{len(str(n))}}/{n}] {row['status']:<7} {seconds:>9} {computed:<11} "
             f"{row['job']}  {row['result']}  {row['worker']}"
         ).rstrip()
-        logger.info(line)
         if progress:
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
+        else:
+            logger.info(line)
 
     return report
 
@@ -471,7 +487,7 @@ def _run_here(jobs: list[Job], cfg: Config, report, status: dict | None = None) 
     return rows
 
 
-def _context(client=None) -> _Context:
+def _context() -> _Context:
     """The run's context: the cache folder (absolute, marked for the workers to find), the
     environment jobs need and the library's source hash."""
     from .._utils import cache_root
@@ -494,6 +510,10 @@ def _has_gpu_workers(client) -> bool:
     except TypeError:  # older distributed: every worker, no argument
         info = client.scheduler_info()
     return any(w.get("resources", {}).get("GPU", 0) >= 1 for w in info["workers"].values())
+
+
+_WAIT_FOR_WORKERS = 120
+"""Seconds a run on a scheduler's address waits for a first worker."""
 
 
 @contextlib.contextmanager
@@ -527,14 +547,11 @@ def _client(scheduler, workers: int | None):
         yield client
 
 
-_WAIT_FOR_WORKERS = 120
-
-
 def _run_dask(jobs, cfg, client, gpu: bool | None, report) -> list[dict]:
     """Submit every job with its dependencies as futures; collect rows as they finish."""
     from distributed import as_completed
 
-    context = _context(client)
+    context = _context()
     try:
         use_gpu = _has_gpu_workers(client) if gpu is None else bool(gpu)
         logger.info("running %d jobs on %s (GPU resource: %s)", len(jobs), client, use_gpu)
