@@ -523,15 +523,24 @@ def _client(scheduler, workers: int | None):
     from distributed import Client, LocalCluster
 
     if workers is not None:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-        with cluster, Client(cluster) as client:
-            yield client
+        # the local scheduler's and nannies' INFO records reach the root logger's handlers;
+        # show them only when the root logger shows INFO (``python -m redundancy -v``)
+        quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+        log, level = logging.getLogger("distributed"), logging.getLogger("distributed").level
+        if quiet:
+            log.setLevel(logging.ERROR)
+        try:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR if quiet else False,
+            )
+            with cluster, Client(cluster) as client:
+                yield client
+        finally:
+            log.setLevel(level)
         return
     if isinstance(scheduler, Client):
         yield scheduler
