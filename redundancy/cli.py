@@ -132,6 +132,33 @@ def _cmd_book(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    from .report.config import Config
+    from .report.pipeline import PipelineError, run
+
+    cfg = Config.from_yaml(args.params)
+    shown = ["job", "status", "seconds", "computed", "worker", "result"]
+    try:
+        table = run(
+            cfg,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.quiet,
+            timing_on=args.timing_on,
+        )
+    except PipelineError as exc:
+        print(exc.table[shown].to_string(index=False))
+        print(f"redundancy run: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # Dask asked for but not installed
+        print(f"redundancy run: error: {exc}", file=sys.stderr)
+        return 2
+    print(table[shown].to_string(index=False))
+    computed = int(table["computed"].fillna(0).sum())
+    print(f"{len(table)} jobs done in {table.attrs['seconds']} s; {computed} results computed.")
+    return 0
+
+
 def _cmd_info(args) -> int:
     import platform
 
@@ -245,6 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-execute every notebook and recompute every cached result",
     )
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser(
+        "run", help="compute every result of a parameter set, in this process or on Dask"
+    )
+    p.add_argument("--params", default="params/default.yaml", help="parameter file (YAML)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="Dask scheduler to run on, e.g. tcp://HOST:8786"
+    )
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="start a local Dask cluster of N processes"
+    )
+    p.add_argument(
+        "--timing-on",
+        choices=["client", "cluster"],
+        default="client",
+        help="where a Dask run measures the timings, alone (default: this process, at the end)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no line per finished job")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("info", help="versions, device and cache folder")
     p.set_defaults(func=_cmd_info)
