@@ -29,7 +29,16 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for command in ("fetch-data", "fetch-model", "tasks", "extract", "export", "book", "info"):
+    for command in (
+        "fetch-data",
+        "fetch-model",
+        "tasks",
+        "extract",
+        "export",
+        "book",
+        "run",
+        "info",
+    ):
         assert command in text
     # each sub-command has its own help
     parser = build_parser()

@@ -23,6 +23,7 @@ from .._utils import cache_dir as _cache_dir
 from .._utils import progress_bar, resolve_device, source_digest, stable_hash
 from ..constraints import check
 from ..data.base import Task
+from .store import folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -139,26 +140,43 @@ def finetune(
     root.mkdir(parents=True, exist_ok=True)
     name = model if model in ("minilm", "mpnet") else Path(path).name
     target = root / f"{name}-{task.name}-{key}"
-    # the name only helps people; the key decides (the same base model in another folder)
-    found = [target, *sorted(root.glob(f"*-{key}"))]
-    done = next((f for f in found if (f / "finetune.json").is_file()), None)
-    if done is not None:
-        logger.info("fine-tuned model found in %s", done)
-        return done
+    lock = root / f".lock-{key}"
+    lock.mkdir(exist_ok=True)
+    with folder_lock(lock):  # one process trains a key; the others wait, then find it
+        done = _finished(root, target, key)
+        if done is not None:
+            logger.info("fine-tuned model found in %s", done)
+            return done
+        record = _train(path, task, options, resolve_device(device), progress)
+        _save(
+            record,
+            root,
+            target,
+            {"model": str(model), "task": task.name, "key": key, "options": options},
+        )
+    logger.info("fine-tuned %s on %s in %.0fs -> %s", model, task.name, record["seconds"], target)
+    return target
 
-    record = _train(path, task, options, resolve_device(device), progress)
+
+def _finished(root: Path, target: Path, key: str) -> Path | None:
+    """A complete fine-tuned folder of ``key`` (the name only helps people: the same base
+    model in another folder has the same key), or None."""
+    found = [target, *sorted(root.glob(f"*-{key}"))]
+    return next((f for f in found if (f / "finetune.json").is_file()), None)
+
+
+def _save(record: dict, root: Path, target: Path, info: dict) -> None:
+    """Write the model, its tokenizer and ``finetune.json`` to a temporary folder, then
+    rename it: the folder is complete or absent."""
     model_obj, tokenizer = record.pop("model"), record.pop("tokenizer")
     with tempfile.TemporaryDirectory(dir=root, prefix=".finetune-") as tmp:
         out = Path(tmp) / "model"
         model_obj.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        record.update({"model": str(model), "task": task.name, "key": key, "options": options})
-        (out / "finetune.json").write_text(json.dumps(record, indent=1))
-        if target.exists():  # an incomplete folder left by a crash
+        (out / "finetune.json").write_text(json.dumps({**record, **info}, indent=1))
+        if target.exists():  # an incomplete folder left by a crash (no finetune.json)
             shutil.rmtree(target)
         os.replace(out, target)
-    logger.info("fine-tuned %s on %s in %.0fs -> %s", model, task.name, record["seconds"], target)
-    return target
 
 
 def _training_data(path: str, task: Task, options: dict):
