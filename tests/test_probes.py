@@ -428,6 +428,20 @@ def test_bfloat16_follows_its_reference_and_stays_close_to_float32():
     assert abs(evaluate(half, X, y) - evaluate(full, X, y)) < 0.005
 
 
+def test_work_sharing_runs_every_task_once():
+    from redundancy.analysis._probe_joint import WorkSharing
+
+    done = []
+    team = WorkSharing(3)
+    try:
+        team.run([lambda i=i: done.append(i) for i in range(50)])
+        assert sorted(done) == list(range(50))
+        with pytest.raises(ZeroDivisionError):
+            team.run([lambda: 1 / 0])
+    finally:
+        team.close()
+
+
 def test_threads_are_chosen_by_work_per_step_and_do_not_change_results():
     from redundancy.analysis._probe_joint import PARALLEL_MACS, choose_threads
 
@@ -445,6 +459,8 @@ def test_threads_are_chosen_by_work_per_step_and_do_not_change_results():
     subs = {**layer_subsets(4, 16), **incremental_subsets(4, 16)}
     runs = [train_probes(X, y, subs, epochs=1, num_threads=t, progress=False) for t in (1, 2, 2)]
     assert runs[0][LayerSet("layer", 1)].meta["num_threads"] == 1
-    for key in subs:
+    assert runs[1][LayerSet("layer", 1)].meta["num_threads"] == 2
+    for key in subs:  # every product runs on one thread, whoever runs it: same bits
+        np.testing.assert_array_equal(runs[0][key].weight, runs[1][key].weight)
         np.testing.assert_array_equal(runs[1][key].weight, runs[2][key].weight)
-        np.testing.assert_allclose(runs[0][key].weight, runs[1][key].weight, atol=1e-6)
+        np.testing.assert_array_equal(runs[0][key].bias, runs[2][key].bias)

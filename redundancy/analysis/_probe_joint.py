@@ -26,7 +26,10 @@ arithmetic runs as torch kernels and ``torch._fused_adam_``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -113,6 +116,49 @@ def _atoms(neuron_sets):
     return member, union, cols, np.r_[0, bounds], np.r_[bounds, cols.size]
 
 
+class WorkSharing:
+    """Runs lists of independent tasks on ``n`` threads, each thread taking the next task
+    when it is free (the calling thread is one of them).
+
+    Shared by whoever is free rather than split in fixed halves, the work never waits long
+    for a thread the operating system has descheduled (a machine shared with other jobs),
+    where an OpenMP barrier inside every matrix product would; each task runs on one
+    thread, so the result does not depend on ``n``.
+    """
+
+    def __init__(self, n: int):
+        self.n = max(1, int(n))
+        self.pool = ThreadPoolExecutor(self.n - 1) if self.n > 1 else None
+
+    def run(self, tasks) -> None:
+        if self.pool is None:
+            for task in tasks:
+                task()
+            return
+        todo, lock = iter(tasks), threading.Lock()
+
+        def worker():
+            while True:
+                with lock:
+                    task = next(todo, None)
+                if task is None:
+                    return
+                task()
+
+        helpers = [self.pool.submit(worker) for _ in range(self.n - 1)]
+        try:
+            worker()
+        finally:  # never leave a helper running into the next phase
+            errors = [helper.exception() for helper in helpers]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 class JointProbes:
     """Many probes over subsets of X's columns (see the module docstring for the layout).
 
@@ -160,6 +206,21 @@ class JointProbes:
         self.row_len = np.concatenate(row_len).astype(np.int64)
         self._init_parameters(init)
         self._buffers = {}
+        # Largest blocks first, so that the last tasks of a step are short.
+        sizes = [(r1 - r0) * (a1 - a0) for a0, a1, _, r0, r1, _ in self.atoms]
+        self.order = sorted(range(len(self.atoms)), key=lambda a: -sizes[a])
+        self.team = WorkSharing(1)
+        self.row_chunks = [(0, self.R)]
+
+    def share_work(self, team: WorkSharing) -> None:
+        """Run the products and the update on ``team``; the rows of the update are cut into
+        pieces of about equal size, four per thread."""
+        self.team = team
+        n = 1 if team.n == 1 else 4 * team.n
+        cum = np.cumsum(self.row_len)
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n) / n) if n > 1 else []
+        bounds = np.unique(np.r_[0, cuts, self.R])
+        self.row_chunks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
     def _init_parameters(self, init):
         theta = np.empty(self.n_params, dtype=np.float32)
@@ -215,8 +276,11 @@ class JointProbes:
         """Logits (float32), shape (P * n_out, batch)."""
         B = xg.shape[0]
         Z = self._buf("Z", (self.R, B), xg.dtype)
-        for (a0, a1, _, r0, r1, _), W in zip(self.atoms, self.W):
-            torch.mm(W, xg[:, a0:a1].T, out=Z[r0:r1])
+        tasks = []
+        for a in self.order:
+            a0, a1, _, r0, r1, _ = self.atoms[a]
+            tasks.append(functools.partial(torch.mm, self.W[a], xg[:, a0:a1].T, out=Z[r0:r1]))
+        self.team.run(tasks)
         if self.half:
             Z = self._buf("Z32", (self.R, B)).copy_(Z)
         if self.identity_rows:
@@ -232,8 +296,11 @@ class JointProbes:
             G = torch.index_select(G, 0, self.row_out, out=self._buf("Gr", (self.R, B)))
         if self.half:
             G = self._buf("G16", (self.R, B), torch.bfloat16).copy_(G)
-        for (a0, a1, _, r0, r1, _), gW in zip(self.atoms, self.gW):
-            torch.mm(G[r0:r1], xg[:, a0:a1], out=gW)
+        tasks = []
+        for a in self.order:
+            a0, a1, _, r0, r1, _ = self.atoms[a]
+            tasks.append(functools.partial(torch.mm, G[r0:r1], xg[:, a0:a1], out=self.gW[a]))
+        self.team.run(tasks)
 
     def step(self, l1: float, l2: float, lr: float, betas=(0.9, 0.999), eps=1e-8) -> None:
         """Elastic-net gradient and one Adam step on every weight and bias."""
@@ -255,17 +322,18 @@ class JointProbes:
         from . import _probe_kernel as kernel
 
         empty16 = np.empty(0, dtype=np.uint16)
-        empty32 = np.empty(0, dtype=np.float32)
-        grad = self.grad.numpy() if not self.half else empty32
+        grad = self.grad.numpy() if not self.half else np.empty(0, dtype=np.float32)
         grad16 = self.grad.view(torch.int16).numpy().view(np.uint16) if self.half else empty16
         theta16 = self.theta16.view(torch.int16).numpy().view(np.uint16) if self.half else empty16
         m, v = (t.numpy() for t in self.moments)
-        mb, vb = (t.numpy() for t in self.bias_moments)
-        kernel.joint_step(
-            self.theta.numpy(), grad, grad16, m, v, self.row_off, self.row_len,
-            self._row_scale(l2), self.row_sq, theta16, self.bias.numpy(), self.g_bias.numpy(),
-            mb, vb, float(l1), self.t, float(lr), float(betas[0]), float(betas[1]), float(eps),
+        hp = (float(l1), self.t, float(lr), float(betas[0]), float(betas[1]), float(eps))
+        rows = functools.partial(
+            kernel.joint_rows, self.theta.numpy(), grad, grad16, m, v, self.row_off,
+            self.row_len, self._row_scale(l2), self.row_sq, theta16,
         )  # fmt: skip
+        self.team.run([functools.partial(rows, r0, r1, *hp) for r0, r1 in self.row_chunks])
+        mb, vb = (t.numpy() for t in self.bias_moments)
+        kernel.adam_bias(self.bias.numpy(), self.g_bias.numpy(), mb, vb, *hp[1:])
 
     def _torch_step(self, l1, l2, lr, betas, eps):
         g = self.grad
@@ -313,7 +381,7 @@ class JointProbes:
 
 
 @contextlib.contextmanager
-def use_threads(n):
+def intra_op_threads(n):
     """Temporarily use ``n`` intra-op threads in torch and numba (no change when None)."""
     if n is None:
         yield
@@ -343,7 +411,21 @@ def choose_threads(model: JointProbes, batch_size: int, device: str) -> int | No
     return 1
 
 
-def fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
+def fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress, threads=1):
+    """Train ``model``: on the CPU its products and update are shared by ``threads`` threads
+    (:class:`WorkSharing`), each running single-threaded kernels; elsewhere ``threads`` is
+    ignored."""
+    team = WorkSharing(threads if device == "cpu" and threads else 1)
+    model.share_work(team)
+    try:
+        with intra_op_threads(1 if device == "cpu" else None):
+            _loop(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
+    finally:
+        model.share_work(WorkSharing(1))
+        team.close()
+
+
+def _loop(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
     """The training loop: batches in data order, hand-written gradients, one fused step."""
     n = X.shape[0]
     y_t = torch.from_numpy(y).to(device)

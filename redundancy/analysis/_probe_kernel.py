@@ -475,12 +475,16 @@ def _adam_row(w, g, m, v, s1, s2, step_size, bc2_sqrt, b1, b2, c1, c2, e):
         w[i] = x - step_size * mi / (np.float32(math.sqrt(vi)) / bc2_sqrt + e)
 
 
-# Rows of the flat weight buffer handled per parallel task of :func:`joint_step`.
-_STEP_ROWS = 16
+@_jit(False)
+def _adam_constants(step, lr, beta1, beta2):
+    """(step size, sqrt of the second bias correction) of Adam step ``step`` as float32."""
+    bc1 = 1.0 - beta1**step
+    bc2 = 1.0 - beta2**step
+    return np.float32(lr / bc1), np.float32(math.sqrt(bc2))
 
 
-@_jit(False, parallel=True)
-def joint_step(
+@_jit(False)
+def joint_rows(
     theta,
     grad,
     grad16,
@@ -491,10 +495,8 @@ def joint_step(
     row_scale,
     row_sq,
     theta16,
-    bias,
-    gbias,
-    mb,
-    vb,
+    r_start,
+    r_stop,
     l1,
     step,
     lr,
@@ -502,49 +504,53 @@ def joint_step(
     beta2,
     eps,
 ):
-    """Elastic-net gradient and Adam update of every weight row of the joint probes.
+    """Elastic-net gradient and Adam update of the weight rows ``r_start:r_stop`` of the
+    joint probes (the caller shares the rows out among threads; rows are independent, so the
+    result does not depend on how).
 
     Row ``r`` of the flat buffers is ``[row_off[r], row_off[r] + row_len[r])``; its L2 term
     is ``row_scale[r] * W`` (``l2 / ||W_p||`` of the row's probe, computed by the caller from
     ``row_sq``). The gradient is ``grad`` (float32) or, when ``grad16`` is not empty, the
     bfloat16 bits ``grad16``. After the update ``row_sq[r]`` holds the row's new sum of
     squares (float64) and, when ``theta16`` is not empty, ``theta16`` the bfloat16 bits of
-    the new weights. Rows are independent, so the result does not depend on how many
-    threads run them. The bias (not penalised) is updated last, serially.
+    the new weights.
     """
-    bc1 = 1.0 - beta1**step
-    bc2 = 1.0 - beta2**step
-    step_size = np.float32(lr / bc1)
-    bc2_sqrt = np.float32(math.sqrt(bc2))
+    step_size, bc2_sqrt = _adam_constants(step, lr, beta1, beta2)
     b1 = np.float32(beta1)
     b2 = np.float32(beta2)
     c1 = np.float32(1.0 - beta1)
     c2 = np.float32(1.0 - beta2)
     e = np.float32(eps)
     s1 = np.float32(l1)
-    n_rows = row_off.size
     width = 0
-    for r in range(n_rows):
+    for r in range(r_start, r_stop):
         width = max(width, row_len[r])
     wide16 = grad16.size > 0
-    narrow16 = theta16.size > 0
-    for task in numba.prange((n_rows + _STEP_ROWS - 1) // _STEP_ROWS):
-        scratch = np.empty(width if wide16 else 0, dtype=np.float32)
-        for r in range(task * _STEP_ROWS, min(n_rows, (task + 1) * _STEP_ROWS)):
-            a = row_off[r]
-            b = a + row_len[r]
-            if wide16:
-                g = scratch[: b - a]
-                _widen_bf16(grad16[a:b], g)
-            else:
-                g = grad[a:b]
-            w = theta[a:b]
-            _adam_row(
-                w, g, m[a:b], v[a:b], s1, row_scale[r], step_size, bc2_sqrt, b1, b2, c1, c2, e
-            )
-            row_sq[r] = _sum_squares(w)
-            if narrow16:
-                _narrow_bf16(w, theta16[a:b])
+    scratch = np.empty(width if wide16 else 0, dtype=np.float32)
+    for r in range(r_start, r_stop):
+        a = row_off[r]
+        b = a + row_len[r]
+        if wide16:
+            g = scratch[: b - a]
+            _widen_bf16(grad16[a:b], g)
+        else:
+            g = grad[a:b]
+        w = theta[a:b]
+        _adam_row(w, g, m[a:b], v[a:b], s1, row_scale[r], step_size, bc2_sqrt, b1, b2, c1, c2, e)
+        row_sq[r] = _sum_squares(w)
+        if theta16.size > 0:
+            _narrow_bf16(w, theta16[a:b])
+
+
+@_jit(False)
+def adam_bias(bias, gbias, mb, vb, step, lr, beta1, beta2, eps):
+    """One Adam step on the (unpenalised) biases."""
+    step_size, bc2_sqrt = _adam_constants(step, lr, beta1, beta2)
+    b1 = np.float32(beta1)
+    b2 = np.float32(beta2)
+    c1 = np.float32(1.0 - beta1)
+    c2 = np.float32(1.0 - beta2)
+    e = np.float32(eps)
     for i in range(bias.size):
         gi = gbias[i]
         mi = mb[i] * b1 + gi * c1

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .. import constraints
 from .._utils import check_choice, progress_disabled, resolve_device
-from ._probe_joint import JointProbes, _rows_tensor, choose_threads, fit, use_threads
+from ._probe_joint import JointProbes, _rows_tensor, choose_threads, fit, intra_op_threads
 
 logger = logging.getLogger(__name__)
 
@@ -391,11 +391,12 @@ def train_probes(
         len(named), model.P, len(model.atoms), model.n_params, model.macs_per_step(batch_size),
         X.shape[0], X.shape[1], epochs, compute_dtype, "numba" if use_numba else "torch", threads,
     )  # fmt: skip
-    with use_threads(threads if device == "cpu" else None):
-        (_fit_numba if use_numba else fit)(
-            model, X, y, kind, n_out, hp["l1"], hp["l2"], hp["lr"], batch_size, epochs, device,
-            progress,
-        )  # fmt: skip
+    args = (model, X, y, kind, n_out, hp["l1"], hp["l2"], hp["lr"], batch_size, epochs, device)
+    if use_numba:
+        with intra_op_threads(threads):
+            _fit_numba(*args, progress)
+    else:
+        fit(*args, progress, threads=threads)
     meta = {**hp, "n_train": int(X.shape[0]), "compute_dtype": compute_dtype}
     meta.update(engine="numba" if use_numba else "torch", num_threads=threads)
     probes = _collect(model, unique, kind, n_out, meta)
