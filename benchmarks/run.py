@@ -29,6 +29,7 @@ import platform
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,9 +152,17 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 # --------------------------------------------------------------------------- synthetic data
-def _layered_rows(rng, rows: int, n_layers: int, n_hidden: int) -> np.ndarray:
-    """``rows`` layered activations: each layer is ``0.7 x previous + 0.71 x fresh noise``."""
+def _layered_rows(rng, rows: int, n_layers: int, n_hidden: int, shift=None) -> np.ndarray:
+    """``rows`` layered activations: each layer is ``0.7 x previous + 0.71 x fresh noise``.
+
+    ``shift`` (optional): ``(columns, values (rows, len(columns)))`` added to the fresh
+    noise of those neurons before mixing, so it reaches the later layers, fading by 0.7 a
+    layer, as a feature written into a residual stream does.
+    """
     block = rng.standard_normal((rows, n_layers, n_hidden), dtype=np.float32)
+    if shift is not None:
+        flat = block.reshape(rows, n_layers * n_hidden)
+        flat[:, shift[0]] += shift[1]
     mix = np.float32(0.7)
     fresh = np.float32(np.sqrt(1 - 0.7**2))
     for layer in range(1, n_layers):  # loop over layers, vectorised over rows and neurons
@@ -195,29 +204,32 @@ def make_probe_data(n: int, n_layers: int, n_hidden: int, *, random_state: int =
 
 
 def make_multiclass_probe_data(
-    n: int, n_layers: int, n_hidden: int, n_classes: int, *, random_state: int = 0
+    n: int, n_layers: int, n_hidden: int, n_classes: int, *, random_state: int = 0, spread=0.8
 ):
-    """Layered activations (as :func:`make_probe_data`) with a planted many-class rule.
+    """Layered activations (as :func:`make_probe_data`) carrying a many-class label.
 
-    The label is drawn from ``softmax(X[:, S] @ V + b)`` (Gumbel-max), with 96 neurons
-    ``S`` from the middle layers, ``V`` Gaussian scaled so that the best linear rule is
-    right about 88% of the time at 150 classes, and ``b = -0.5 log(1 + c)`` making the
-    classes unequally frequent, like part-of-speech tags. Returns ``X``, ``y`` and the rule.
+    Classes follow a Zipf-like law (frequency of class ``c`` proportional to
+    ``(c + 1) ** -0.8``: about 11% for the first of 150 classes, 0.2% for the last, as
+    part-of-speech tags). Each class has a mean ``mu_c ~ N(0, spread**2)`` over 96 neurons
+    ``S`` of the middle layers, added to their fresh noise before the layers are mixed: the
+    class is written in the middle layers and fades in the later ones. Returns ``X``,
+    ``y`` and the rule (``support``, ``means``, ``prior``). With ``spread=0.8``, 150
+    classes and 150,000 rows, the paper probe reaches about 94% held-out accuracy on all
+    layers after 2 epochs, 64% on layer 6 alone, and nothing above chance on layer 1.
     """
     rng = np.random.default_rng(random_state)
     support = _middle_neurons(rng, n_layers, n_hidden, 96)
-    V = rng.standard_normal((support.size, n_classes), dtype=np.float32)
-    V *= np.float32(16.0 / np.sqrt(support.size))
-    b = (-0.5 * np.log1p(np.arange(n_classes))).astype(np.float32)
+    means = (spread * rng.standard_normal((n_classes, support.size))).astype(np.float32)
+    prior = 1.0 / np.arange(1, n_classes + 1) ** 0.8
+    prior /= prior.sum()
     X = np.empty((n, n_layers * n_hidden), dtype=np.float32)
     y = np.empty(n, dtype=np.int64)
     for start in range(0, n, 4096):
         stop = min(n, start + 4096)
-        X[start:stop] = _layered_rows(rng, stop - start, n_layers, n_hidden)
-        scores = X[start:stop, support] @ V + b
-        scores += rng.gumbel(size=scores.shape).astype(np.float32)
-        y[start:stop] = np.argmax(scores, axis=1)
-    return X, y, {"support": support, "weights": V, "bias": b}
+        y[start:stop] = rng.choice(n_classes, size=stop - start, p=prior)
+        shift = (support, means[y[start:stop]])
+        X[start:stop] = _layered_rows(rng, stop - start, n_layers, n_hidden, shift)
+    return X, y, {"support": support, "means": means, "prior": prior}
 
 
 def make_cluster_data(n: int, n_neurons: int, *, random_state: int = 0):
@@ -543,35 +555,51 @@ def case_probe_layers(data, sizes, repeats, seed) -> dict:
 
 
 # --------------------------------------------------------------------------- many classes
-def _time_products(rows: int, k: int, batch: int, dtype, n_calls: int, repeats: int) -> float:
+def _time_products(rows, k, batch, dtype, n_calls, repeats, threads) -> float:
     """Best seconds of ``n_calls`` pairs of products ``(rows, k) @ (k, batch)`` and
-    ``(rows, batch) @ (batch, k)`` in ``dtype``."""
+    ``(rows, batch) @ (batch, k)`` in ``dtype``, shared by ``threads`` threads the way the
+    probes share theirs (each product single-threaded, taken by whichever thread is free)."""
     import torch
 
+    from redundancy.analysis._probe_joint import WorkSharing, intra_op_threads
+
     W, x = torch.randn(rows, k).to(dtype), torch.randn(batch, k).to(dtype)
-    G, Z = torch.randn(rows, batch).to(dtype), torch.empty(rows, batch, dtype=dtype)
-    gW = torch.empty(rows, k, dtype=dtype)
+    G = torch.randn(rows, batch).to(dtype)
+    local = threading.local()  # each thread writes its own outputs
 
-    def products():
-        for _ in range(n_calls):
-            torch.mm(W, x.T, out=Z)
-            torch.mm(G, x, out=gW)
+    def product(forward: bool):
+        if not hasattr(local, "out"):
+            local.out = (torch.empty(rows, batch, dtype=dtype), torch.empty(rows, k, dtype=dtype))
+        if forward:
+            torch.mm(W, x.T, out=local.out[0])
+        else:
+            torch.mm(G, x, out=local.out[1])
 
-    products()  # warm-up (oneDNN builds its kernels on first use)
-    return _best_time(products, repeats)[0]
+    tasks = [functools.partial(product, forward) for _ in range(n_calls) for forward in (1, 0)]
+    team = WorkSharing(threads)
+    try:
+        with intra_op_threads(1):
+            team.run(tasks)  # warm-up (oneDNN builds its kernels on first use)
+            return _best_time(lambda: team.run(tasks), repeats)[0]
+    finally:
+        team.close()
 
 
 def matmul_peak(rows: int, k: int, batch: int, repeats: int = 3) -> dict:
     """GFLOP/s of plain torch products shaped like the two products of one layer block, in
-    float32 and bfloat16, on torch's current number of threads (best of ``repeats``)."""
+    float32 and bfloat16, on one thread and on torch's thread count (best of ``repeats``);
+    ``out[dtype]`` is the better of the two, the peak the probes are compared with."""
     import torch
 
-    n_calls = 20
+    n_calls = 40
     flop = 2 * 2 * rows * k * batch * n_calls
-    return {
-        name: flop / _time_products(rows, k, batch, dtype, n_calls, repeats) / 1e9
-        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
-    }
+    out = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        for threads in sorted({1, torch.get_num_threads()}):
+            seconds = _time_products(rows, k, batch, dtype, n_calls, repeats, threads)
+            out[f"{name}_{threads}_threads"] = flop / seconds / 1e9
+        out[name] = max(v for key, v in out.items() if key.startswith(f"{name}_"))
+    return out
 
 
 def _distinct_weights(subsets: dict, n_neurons: int, n_classes: int) -> int:
@@ -687,7 +715,11 @@ def case_probe_many_classes(sizes, repeats, seed) -> dict:
         "matmul_peak_gflop_s": matmul_peak(C * L, H, PROBE_PARAMS["batch_size"]),
     }
     res.update(_neurox_scaled(*train, subsets, sizes, seed))
-    if _optional("redundancy.analysis.probes") is not None:
+    probes = _optional("redundancy.analysis.probes")
+    if probes is not None:
+        for dtype in ("float32", "bfloat16"):  # untimed: compiled kernels, oneDNN set-up
+            kwargs = {"n_classes": C, "compute_dtype": dtype, **_ours_kwargs(1, seed)}
+            probes.train_probes(X[:256], y[:256], subsets, **kwargs)
         with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
             variants = compare_precisions(train, test, subsets, C, epochs, seed, repeats, tmp)
         for v in variants.values():
@@ -1175,7 +1207,11 @@ def _run(cases, *, quick, repeats, seed, on_case) -> dict:
             logger.exception("case %s failed", case)
             res = {"error": f"{type(exc).__name__}: {exc}"}
         res["status"] = _check(case, res) if "error" not in res else "failed"
-        res["measured"] = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
+        res["measured"] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "threads": torch.get_num_threads(),
+            "load_average_after": list(os.getloadavg()),  # other jobs on a shared machine
+        }
         results["cases"][case] = res
         if on_case is not None:
             on_case(results)
@@ -1215,7 +1251,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1. Got {args.repeats} instead.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if importlib.util.find_spec("neurox") is None:
+    needs_neurox = any(case in CASES for case in args.cases)  # the extra cases do not
+    if needs_neurox and importlib.util.find_spec("neurox") is None:
         print(
             "NeuroX is not installed: run `pip install --no-deps neurox==1.0.9`.", file=sys.stderr
         )

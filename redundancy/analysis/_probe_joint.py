@@ -16,11 +16,18 @@ batch, and a bfloat16 copy of the weights refreshed after every step) and give b
 results, accumulated in float32 inside the product; the logits are widened to float32
 before the softmax, and the penalties, Adam and the master weights stay in float32.
 
-The step. On the CPU with numba, the penalties and Adam run as one compiled parallel pass
-(:func:`redundancy.analysis._probe_kernel.joint_step`) that also keeps each row's sum of
-squares for the next step's L2 term and, in bfloat16, writes the bfloat16 weights; rows are
-independent, so its result does not depend on the thread count. Elsewhere (GPU) the same
-arithmetic runs as torch kernels and ``torch._fused_adam_``.
+The step. On the CPU with numba, the penalties and Adam run as one compiled pass over the
+flat buffers (:func:`._probe_kernel.joint_rows`) that also keeps each row's sum of squares
+for the next step's L2 term and, in bfloat16, writes the bfloat16 weights. Elsewhere (GPU)
+the same arithmetic runs as torch kernels and ``torch._fused_adam_``.
+
+Threads. On the CPU the products of a step (one per atom) and the pieces of the update are
+independent tasks shared by a small team of threads (:class:`WorkSharing`), each task
+single-threaded; torch's own intra-op threads are set to one meanwhile. Every number is
+therefore computed by the same single-threaded kernel whatever the team size, so results
+are bitwise identical for any thread count, and a thread descheduled by the operating
+system (another job on the machine) holds a step back by one task at most, where the
+barriers of multi-threaded products stall every product of every step.
 """
 
 from __future__ import annotations
@@ -128,7 +135,11 @@ class WorkSharing:
 
     def __init__(self, n: int):
         self.n = max(1, int(n))
-        self.pool = ThreadPoolExecutor(self.n - 1) if self.n > 1 else None
+        self.pool = None
+        if self.n > 1:  # a new thread must be told too: else MKL runs ~4x slower in it
+            self.pool = ThreadPoolExecutor(
+                self.n - 1, initializer=torch.set_num_threads, initargs=(1,)
+            )
 
     def run(self, tasks) -> None:
         if self.pool is None:

@@ -326,18 +326,18 @@ def train_probes(
     device : {"cpu", "cuda", None}
         None picks the GPU when there is one.
     num_threads : int or None
-        CPU threads for the training loop (torch's and numba's settings are restored
-        afterwards). None chooses: the torch engine uses every thread torch may use
-        (``torch.get_num_threads()``) when a step is at least
-        ``_probe_joint.PARALLEL_MACS`` (200 M) multiply-adds, and one thread below that,
-        where a step is a handful of small kernels that gain little from a second thread
-        and lose 5-25x when the cores are busy with other work (measured on a 2-core
-        machine, see ``benchmarks/README.md``); the numba engine uses
-        ``torch.get_num_threads()``. The result of the numba engine and of the penalty and
-        Adam pass does not depend on the thread count; the matrix products (MKL or
-        oneDNN) may split their sums differently with another thread count, so results
-        are reproducible for a given number of threads and may differ in the last bits
-        across thread counts.
+        CPU threads for the training loop. The torch engine shares the matrix products
+        and the update of every step among that many threads, a whole product per thread
+        and each thread taking the next one when it is free (:class:`._probe_joint.
+        WorkSharing`), so a core busy with other work delays a step by at most one product
+        and the result does not depend on the thread count (bitwise). None chooses: every
+        thread torch may use (``torch.get_num_threads()``) when a step is at least
+        ``_probe_joint.PARALLEL_MACS`` (200 M) multiply-adds (many classes: matmul bound),
+        one thread below (a step of a few small kernels gains little from a second thread
+        and loses when the cores are shared); see ``benchmarks/README.md`` ("Threads") for
+        the measurement. The numba engine runs its fixed row blocks on ``num_threads``
+        numba threads (default ``torch.get_num_threads()``); its result does not depend on
+        that number either.
     progress : bool
         Show a progress bar.
     engine : {"auto", "torch", "numba"}
