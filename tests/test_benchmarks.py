@@ -57,6 +57,70 @@ def test_probe_data_follows_the_planted_rule(bench):
     assert 0.6 < rho < 0.8
 
 
+def test_multiclass_data_follows_the_planted_rule(bench):
+    X, y, rule = bench.make_multiclass_probe_data(20000, 4, 16, 8, random_state=2)
+    assert X.shape == (20000, 64) and X.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_allclose(np.bincount(y, minlength=8) / 20000, rule["prior"], atol=0.01)
+    assert rule["prior"][0] > 4 * rule["prior"][-1]  # Zipf-like, some classes rare
+    # The class mean is written into the fresh noise of its neurons, then mixed like the
+    # noise (x_l = 0.7 x_(l-1) + 0.71 e_l): the conditional means follow that recursion.
+    S = rule["support"]
+    assert S.min() >= 16 and S.max() < 48  # middle layers
+    fresh = np.sqrt(1 - 0.7**2)
+    for c in (0, 1):
+        expected = np.zeros(64)
+        expected[S] = rule["means"][c]
+        expected = expected.reshape(4, 16)
+        for layer in range(1, 4):
+            expected[layer] = fresh * expected[layer] + 0.7 * expected[layer - 1]
+        got = X[y == c].mean(axis=0)
+        np.testing.assert_allclose(got, expected.ravel(), atol=0.12)
+    rho = np.corrcoef(X[:, 0], X[:, 16])[0, 1]  # the same layered mixing as the binary data
+    assert 0.6 < rho < 0.8
+
+
+def test_flop_count_counts_distinct_probes_once(bench):
+    from redundancy.analysis import probes
+
+    subsets = bench._layer_and_incremental_subsets(13, 768, probes)
+    assert len(subsets) == 25 and "layers 0-12" in subsets and "layers 0-0" not in subsets
+    # 13 layers alone + layers 0..l for l = 1..12 = 13 + (2 + ... + 13) = 103 layer blocks
+    assert bench._distinct_weights(subsets, 13 * 768, 150) == 150 * 768 * 103
+    assert bench._distinct_weights({"a": slice(0, 4), "b": [0, 1, 2, 3]}, 8, 2) == 8
+
+
+def test_precision_variants_compare_against_float32(bench, tmp_path):
+    from redundancy.analysis import probes
+
+    X, y, _ = bench.make_multiclass_probe_data(1500, 3, 8, 5, random_state=4)
+    subsets = bench._layer_and_incremental_subsets(3, 8, probes)
+    out = bench.compare_precisions(
+        (X[:1000], y[:1000]), (X[1000:], y[1000:]), subsets, 5, 1, 0, 1, str(tmp_path)
+    )
+    assert list(out) == list(bench.PRECISIONS)
+    assert out["float32"]["max_gap"] == 0.0
+    for name, res in out.items():
+        assert (res["storage"], res["compute"]) == bench.PRECISIONS[name]
+        assert set(res["accuracies"]) == set(subsets)
+        gaps = [abs(res["accuracies"][k] - out["float32"]["accuracies"][k]) for k in subsets]
+        assert res["max_gap"] == pytest.approx(max(gaps))
+    row = bench._variant_rows("case", {"variants": out, "score": "acc"})
+    assert len(row) == 4 and "[storage-float16]" in row[2]
+
+
+def test_update_merges_into_earlier_results(bench, tmp_path):
+    out = tmp_path / "results.json"
+    earlier = json.loads((RUN_PY.parent / "results.json").read_text())["cases"]["clustering"]
+    out.write_text(json.dumps({"quick": False, "cases": {"clustering": earlier}}))
+    rc = bench.main(["--quick", "--cases", "probe-threads", "--update", "--output", str(out)])
+    merged = json.loads(out.read_text())
+    assert rc == 0
+    assert merged["cases"]["clustering"] == earlier  # kept
+    rows = merged["cases"]["probe-threads"]["rows"]
+    assert {(r["threads"], r["one_core_busy"]) for r in rows} >= {(1, False), (1, True)}
+    assert merged["updated"]["cases"] == ["probe-threads"] and merged["quick"] is False
+
+
 def test_sentences_are_tagged_and_reproducible(bench):
     a = bench.make_sentences(20, random_state=5)
     assert a == bench.make_sentences(20, random_state=5)
@@ -82,6 +146,17 @@ def test_quick_run_writes_results_and_table(bench, tmp_path, capsys):
         assert res["neurox_s"] > 0 and case in printed
         if res.get("ours_s") is not None:
             assert res["speedup"] == pytest.approx(res["neurox_s"] / res["ours_s"])
+    many = results["cases"]["probe-many-classes"]
+    assert many["neurox_scaled"] and many["neurox_s"] == pytest.approx(
+        many["neurox_measured_s"] * many["neurox_scale_factor"]
+    )
+    assert set(many["variants"]) == set(bench.PRECISIONS)
+    peak = many["matmul_peak_gflop_s"]
+    for dtype in ("float32", "bfloat16"):
+        assert peak[dtype] == max(v for k, v in peak.items() if k.startswith(dtype + "_")) > 0
+    for variant in many["variants"].values():
+        assert variant["gflop_s"] == pytest.approx(many["flop"] / variant["seconds"] / 1e9)
+    assert "[compute-bfloat16]" in printed
     clus = results["cases"]["clustering"]
     assert clus["neurox_ari_vs_planted"] == 1.0
     if "identical_partition" in clus:

@@ -10,6 +10,7 @@ from scipy import stats
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from redundancy.analysis.probes import (
+    LayerSet,
     LinearProbe,
     evaluate,
     evaluate_probes,
@@ -110,9 +111,14 @@ def test_duplicate_subsets_share_result(data):
     X, y = data
     subs = {**layer_subsets(4, 10), **incremental_subsets(4, 10)}
     probes = train_probes(X, y, subs, epochs=1, progress=False)
-    assert list(probes) == [f"layer {i}" for i in range(4)] + [f"layers 0-{i}" for i in range(4)]
-    np.testing.assert_array_equal(probes["layer 0"].weight, probes["layers 0-0"].weight)
-    assert probes["layers 0-3"].weight.shape == (3, 40)
+    assert list(probes) == [LayerSet("layer", i) for i in range(4)] + [
+        LayerSet("incremental", i) for i in range(4)
+    ]
+    np.testing.assert_array_equal(
+        probes[LayerSet("layer", 0)].weight, probes[LayerSet("incremental", 0)].weight
+    )
+    assert probes[LayerSet("incremental", 3)].weight.shape == (3, 40)
+    assert probes[LayerSet("layer", 2)].neurons.tolist() == list(range(20, 30))
 
 
 def test_recovers_planted_rule():
@@ -186,11 +192,19 @@ def test_metrics_against_sklearn_and_scipy():
 
 def test_subset_helpers():
     assert layer_subsets(3, 4) == {
-        "layer 0": slice(0, 4),
-        "layer 1": slice(4, 8),
-        "layer 2": slice(8, 12),
+        LayerSet("layer", 0): slice(0, 4),
+        LayerSet("layer", 1): slice(4, 8),
+        LayerSet("layer", 2): slice(8, 12),
     }
-    assert incremental_subsets(2, 5) == {"layers 0-0": slice(0, 5), "layers 0-1": slice(0, 10)}
+    assert incremental_subsets(2, 5) == {
+        LayerSet("incremental", 0): slice(0, 5),
+        LayerSet("incremental", 1): slice(0, 10),
+    }
+    key = next(iter(incremental_subsets(4, 3).keys() - {LayerSet("incremental", 0)}))
+    assert key.kind == "incremental" and isinstance(key.layer, int)
+    assert [str(k) for k in layer_subsets(2, 1)] == ["layer 0", "layer 1"]
+    assert str(LayerSet("incremental", 3)) == "layers 0-3"
+    assert LayerSet("layer", 3) != LayerSet("incremental", 3)
 
 
 def test_errors(data):
@@ -257,13 +271,16 @@ def test_engine_choice_and_errors(data):
 
     X, y = data
     have_numba = mod._probe_kernel() is not None
-    one = mod._JointProbes([np.arange(5, 20)], 3, "cpu", 42)
-    scattered = mod._JointProbes([np.array([1, 7, 30])], 3, "cpu", 42)
+    one = _joint([np.arange(5, 20)], [42], 3)
+    scattered = _joint([np.array([1, 7, 30])], [42], 3)
+    two_seeds = _joint([np.arange(5, 20)] * 2, [1, 2], 3)
     assert mod._pick_engine("auto", one, X, "cpu", "f") == ("numba" if have_numba else "torch")
     assert mod._pick_engine("auto", scattered, X, "cpu", "f") == "torch"
     assert mod._pick_engine("auto", one, X.astype(np.float16), "cpu", "f") == "torch"
     assert mod._pick_engine("auto", one, np.asfortranarray(X), "cpu", "f") == "torch"
     assert mod._pick_engine("torch", one, X, "cpu", "f") == "torch"
+    assert mod._pick_engine("auto", two_seeds, X, "cpu", "f") == "torch"
+    assert mod._pick_engine("auto", one, X, "cpu", "f", "bfloat16") == "torch"
     with pytest.raises(ValueError, match="'engine' parameter of train_probes"):
         train_probe(X, y, engine="fast")
     if have_numba:
@@ -271,6 +288,8 @@ def test_engine_choice_and_errors(data):
             train_probe(X, y, [30, 3, 25], engine="numba")
         with pytest.raises(ValueError, match="float32"):
             train_probe(X.astype(np.float16), y, engine="numba")
+        with pytest.raises(ValueError, match="computes in float32 only"):
+            train_probe(X, y, engine="numba", compute_dtype="bfloat16")
 
 
 def test_numba_engine_result_does_not_depend_on_the_thread_count():
@@ -287,3 +306,161 @@ def test_numba_engine_result_does_not_depend_on_the_thread_count():
         torch.set_num_threads(old)
     np.testing.assert_array_equal(one.weight, two.weight)
     np.testing.assert_array_equal(one.bias, two.bias)
+
+
+# ------------------------------------------------------ joint engine: seeds, dtypes, threads
+def _joint(sets, seeds, n_out, *, compute_dtype="float32", fused=True):
+    from redundancy.analysis._probe_joint import JointProbes
+
+    return JointProbes(sets, seeds, init_probe_parameters, n_out, "cpu", compute_dtype, fused=fused)
+
+
+def test_several_seeds_equal_training_alone(data):
+    X, y = data
+    seeds = [0, 1, 7]
+    joint = train_probes(X, y, SUBSETS, epochs=2, random_state=seeds, progress=False)
+    assert list(joint) == [(name, s) for name in SUBSETS for s in seeds]
+    for name, sub in SUBSETS.items():
+        for s in seeds:
+            alone = train_probes(X, y, {name: sub}, epochs=2, random_state=s, progress=False)
+            np.testing.assert_allclose(joint[name, s].weight, alone[name].weight, atol=1e-6)
+            np.testing.assert_allclose(joint[name, s].bias, alone[name].bias, atol=1e-6)
+            assert joint[name, s].meta["random_state"] == s
+    # ... and each follows the autograd reference seeded the same way
+    w0, _ = init_probe_parameters(40, 3, random_state=7)
+    assert not np.allclose(joint["all", 0].weight, joint["all", 7].weight, atol=1e-3)
+    torch_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(7)
+        np.testing.assert_array_equal(torch.nn.Linear(40, 3).weight.detach().numpy(), w0)
+    finally:
+        torch.random.set_rng_state(torch_state)
+
+
+def test_seed_errors(data):
+    X, y = data
+    for bad in ([], [1, 1], [-1], "1", 1.5):
+        with pytest.raises(ValueError, match="'random_state' parameter of train_probes"):
+            train_probes(X, y, [None], random_state=bad, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="'compute_dtype' parameter of train_probes"):
+        train_probe(X, y, compute_dtype="float16")
+    with pytest.raises(ValueError, match="'num_threads' parameter of train_probes"):
+        train_probe(X, y, num_threads=0)
+
+
+def test_fused_step_matches_torch_step(data):
+    """The compiled penalty + Adam pass (CPU) and the torch kernels (GPU path) agree."""
+    pytest.importorskip("numba")
+    from redundancy.analysis._probe_joint import fit
+
+    X, y = data
+    sets = [np.arange(40), np.arange(20), np.arange(10, 40), np.array([3, 17, 25, 30])]
+    for dtype, tol in (("float32", 1e-6), ("bfloat16", 1e-6)):
+        res = []
+        for fused in (True, False):
+            model = _joint(sets, [42, 1, 2, 3], 3, compute_dtype=dtype, fused=fused)
+            fit(model, X, y, "classification", 3, 3e-2, 0.5, 1e-3, 128, 2, "cpu", False)
+            res.append((model.theta.numpy().copy(), model.bias.numpy().copy()))
+            if dtype == "bfloat16":  # the bfloat16 weights are the rounded master weights
+                expect = model.theta.to(torch.bfloat16).view(torch.int16)
+                assert torch.equal(model.theta16.view(torch.int16), expect)
+        np.testing.assert_allclose(res[0][0], res[1][0], atol=tol, err_msg=dtype)
+        np.testing.assert_allclose(res[0][1], res[1][1], atol=tol, err_msg=dtype)
+
+
+def test_bfloat16_conversions_match_torch():
+    pytest.importorskip("numba")
+    from redundancy.analysis import _probe_kernel as kernel
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(4096) * 10.0 ** rng.integers(-6, 6, 4096)).astype(np.float32)
+    # exact ties of the rounding (low 16 bits 0x8000), both parities, and signed zeros
+    ties = (rng.integers(0, 2**15, 64, dtype=np.uint32) << 16 | 0x8000).view(np.float32)
+    x = np.concatenate([x, ties, np.float32([0.0, -0.0, 1.0, -3.5])])
+    got = np.empty(x.size, dtype=np.uint16)
+    kernel._narrow_bf16(x, got)
+    want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(got, want)
+    back = np.empty(x.size, dtype=np.float32)
+    kernel._widen_bf16(got, back)
+    np.testing.assert_array_equal(
+        back, torch.from_numpy(want.view(np.int16)).view(torch.bfloat16).float().numpy()
+    )
+
+
+def _bf16_reference(X, y, n_out, epochs, l1, l2):
+    """One probe with bfloat16 products, written step by step: the documented arithmetic."""
+    torch.manual_seed(42)
+    lin = torch.nn.Linear(X.shape[1], n_out)
+    W, b = lin.weight.detach().clone(), lin.bias.detach().clone()
+    W.requires_grad_(True)
+    b.requires_grad_(True)
+    opt = torch.optim.Adam([W, b], lr=1e-3)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(epochs):
+        for i in range(0, len(Xt), 128):
+            xb, B = Xt[i : i + 128].to(torch.bfloat16), min(128, len(Xt) - i)
+            with torch.no_grad():
+                Z = torch.mm(W.to(torch.bfloat16), xb.T).float() + b[:, None]
+                G = torch.softmax(Z, dim=0)
+                G[yt[i : i + 128], torch.arange(B)] -= 1.0
+                G /= B
+                gW = torch.mm(G.to(torch.bfloat16), xb).float()
+                W.grad = gW + l1 * torch.sign(W) + l2 * W / torch.linalg.vector_norm(W)
+                b.grad = G.sum(dim=1)
+            opt.step()
+    return W.detach().numpy(), b.detach().numpy()
+
+
+def test_bfloat16_follows_its_reference_and_stays_close_to_float32():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((6000, 48), dtype=np.float32)
+    y = np.argmax(X[:, :12] @ rng.standard_normal((12, 6), dtype=np.float32), axis=1)
+    kw = dict(n_classes=6, epochs=2, l1=1e-3, l2=1e-2, progress=False)
+    half = train_probe(X, y, compute_dtype="bfloat16", **kw)
+    w, b = _bf16_reference(X, y, 6, 2, 1e-3, 1e-2)
+    np.testing.assert_allclose(half.weight, w, atol=2e-5)
+    np.testing.assert_allclose(half.bias, b, atol=2e-5)
+    full = train_probe(X, y, **kw)
+    assert half.meta["compute_dtype"] == "bfloat16" and full.meta["compute_dtype"] == "float32"
+    gap = np.abs(half.weight - full.weight).max()
+    assert 1e-6 < gap < 1e-3  # it does round, and only a little (weights up to ~0.2)
+    assert abs(evaluate(half, X, y) - evaluate(full, X, y)) < 0.005
+
+
+def test_work_sharing_runs_every_task_once():
+    from redundancy.analysis._probe_joint import WorkSharing
+
+    done = []
+    team = WorkSharing(3)
+    try:
+        team.run([lambda i=i: done.append(i) for i in range(50)])
+        assert sorted(done) == list(range(50))
+        with pytest.raises(ZeroDivisionError):
+            team.run([lambda: 1 / 0])
+    finally:
+        team.close()
+
+
+def test_threads_are_chosen_by_work_per_step_and_do_not_change_results():
+    from redundancy.analysis._probe_joint import PARALLEL_MACS, choose_threads
+
+    small = _joint([np.arange(40)], [42], 3)
+    assert choose_threads(small, 128, "cpu") == 1
+    wide = int(PARALLEL_MACS // (2 * 128 * 100)) + 1  # 100 classes over `wide` neurons
+    big = _joint([np.arange(wide)], [42], 100)
+    assert big.macs_per_step(128) >= PARALLEL_MACS
+    assert choose_threads(big, 128, "cpu") == torch.get_num_threads()
+    assert choose_threads(big, 128, "cuda") is None
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((900, 64), dtype=np.float32)
+    y = rng.integers(0, 20, 900)
+    subs = {**layer_subsets(4, 16), **incremental_subsets(4, 16)}
+    runs = [train_probes(X, y, subs, epochs=1, num_threads=t, progress=False) for t in (1, 2, 2)]
+    assert runs[0][LayerSet("layer", 1)].meta["num_threads"] == 1
+    assert runs[1][LayerSet("layer", 1)].meta["num_threads"] == 2
+    for key in subs:  # every product runs on one thread, whoever runs it: same bits
+        np.testing.assert_array_equal(runs[0][key].weight, runs[1][key].weight)
+        np.testing.assert_array_equal(runs[1][key].weight, runs[2][key].weight)
+        np.testing.assert_array_equal(runs[0][key].bias, runs[2][key].bias)

@@ -385,3 +385,176 @@ def train_epoch(
         step += 1
         _penalise_and_step(W, bias, gW, gb, mW, vW, mb, vb, l1, l2, step, lr, beta1, beta2, eps)
     return step
+
+
+# ------------------------------------------------------- joint probes: one fused step
+if AVAILABLE:
+    from numba.core import types as _nbtypes
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _bits_of(typingctx, x):
+        """The IEEE bits of a float32 as a uint32 (no conversion)."""
+        if x != _nbtypes.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(_nbtypes.uint32))
+
+        return _nbtypes.uint32(_nbtypes.float32), codegen
+
+    @intrinsic
+    def _float_of(typingctx, x):
+        """The float32 whose IEEE bits are the low 32 bits of the integer ``x``."""
+        if not isinstance(x, _nbtypes.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            value = args[0]
+            if signature.args[0].bitwidth > 32:
+                value = builder.trunc(value, context.get_value_type(_nbtypes.uint32))
+            return builder.bitcast(value, context.get_value_type(_nbtypes.float32))
+
+        return _nbtypes.float32(x), codegen
+
+else:  # pragma: no cover - the kernels below are never called without numba
+
+    def _bits_of(x):
+        return np.array(x, dtype=np.float32).view(np.uint32)[()]
+
+    def _float_of(x):
+        return np.array(x & 0xFFFFFFFF, dtype=np.uint32).view(np.float32)[()]
+
+
+@_jit(False)
+def _widen_bf16(src, dst):
+    """dst[i] = float32 value of the bfloat16 bits src[i] (exact)."""
+    for i in range(src.size):
+        dst[i] = _float_of(np.uint32(src[i]) << np.uint32(16))
+
+
+@_jit(False)
+def _narrow_bf16(src, dst):
+    """dst[i] = bfloat16 bits of src[i], rounded to nearest even (torch's conversion)."""
+    for i in range(src.size):
+        x = src[i]
+        if x != x:
+            dst[i] = np.uint16(0x7FC0)
+        else:
+            b = _bits_of(x)
+            dst[i] = np.uint16(
+                (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> 16
+            )
+
+
+@_jit(_FAST)
+def _sum_squares(w):
+    """sum(w ** 2), accumulated in float64 (vectorised: the order is fixed by the code)."""
+    s = 0.0
+    for i in range(w.size):
+        x = np.float64(w[i])
+        s += x * x
+    return s
+
+
+@_jit(False)
+def _adam_row(w, g, m, v, s1, s2, step_size, bc2_sqrt, b1, b2, c1, c2, e):
+    """Penalised gradient ``g + s1 sign(w) + s2 w``, then one Adam step, for one weight row."""
+    for i in range(w.size):
+        x = w[i]
+        sg = np.float32(0.0)
+        if x > 0:
+            sg = np.float32(1.0)
+        elif x < 0:
+            sg = np.float32(-1.0)
+        gi = g[i] + s1 * sg + x * s2
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + gi * gi * c2
+        m[i] = mi
+        v[i] = vi
+        w[i] = x - step_size * mi / (np.float32(math.sqrt(vi)) / bc2_sqrt + e)
+
+
+@_jit(False)
+def _adam_constants(step, lr, beta1, beta2):
+    """(step size, sqrt of the second bias correction) of Adam step ``step`` as float32."""
+    bc1 = 1.0 - beta1**step
+    bc2 = 1.0 - beta2**step
+    return np.float32(lr / bc1), np.float32(math.sqrt(bc2))
+
+
+@_jit(False)
+def joint_rows(
+    theta,
+    grad,
+    grad16,
+    m,
+    v,
+    row_off,
+    row_len,
+    row_scale,
+    row_sq,
+    theta16,
+    r_start,
+    r_stop,
+    l1,
+    step,
+    lr,
+    beta1,
+    beta2,
+    eps,
+):
+    """Elastic-net gradient and Adam update of the weight rows ``r_start:r_stop`` of the
+    joint probes (the caller shares the rows out among threads; rows are independent, so the
+    result does not depend on how).
+
+    Row ``r`` of the flat buffers is ``[row_off[r], row_off[r] + row_len[r])``; its L2 term
+    is ``row_scale[r] * W`` (``l2 / ||W_p||`` of the row's probe, computed by the caller from
+    ``row_sq``). The gradient is ``grad`` (float32) or, when ``grad16`` is not empty, the
+    bfloat16 bits ``grad16``. After the update ``row_sq[r]`` holds the row's new sum of
+    squares (float64) and, when ``theta16`` is not empty, ``theta16`` the bfloat16 bits of
+    the new weights.
+    """
+    step_size, bc2_sqrt = _adam_constants(step, lr, beta1, beta2)
+    b1 = np.float32(beta1)
+    b2 = np.float32(beta2)
+    c1 = np.float32(1.0 - beta1)
+    c2 = np.float32(1.0 - beta2)
+    e = np.float32(eps)
+    s1 = np.float32(l1)
+    width = 0
+    for r in range(r_start, r_stop):
+        width = max(width, row_len[r])
+    wide16 = grad16.size > 0
+    scratch = np.empty(width if wide16 else 0, dtype=np.float32)
+    for r in range(r_start, r_stop):
+        a = row_off[r]
+        b = a + row_len[r]
+        if wide16:
+            g = scratch[: b - a]
+            _widen_bf16(grad16[a:b], g)
+        else:
+            g = grad[a:b]
+        w = theta[a:b]
+        _adam_row(w, g, m[a:b], v[a:b], s1, row_scale[r], step_size, bc2_sqrt, b1, b2, c1, c2, e)
+        row_sq[r] = _sum_squares(w)
+        if theta16.size > 0:
+            _narrow_bf16(w, theta16[a:b])
+
+
+@_jit(False)
+def adam_bias(bias, gbias, mb, vb, step, lr, beta1, beta2, eps):
+    """One Adam step on the (unpenalised) biases."""
+    step_size, bc2_sqrt = _adam_constants(step, lr, beta1, beta2)
+    b1 = np.float32(beta1)
+    b2 = np.float32(beta2)
+    c1 = np.float32(1.0 - beta1)
+    c2 = np.float32(1.0 - beta2)
+    e = np.float32(eps)
+    for i in range(bias.size):
+        gi = gbias[i]
+        mi = mb[i] * b1 + gi * c1
+        vi = vb[i] * b2 + gi * gi * c2
+        mb[i] = mi
+        vb[i] = vi
+        bias[i] = bias[i] - step_size * mi / (np.float32(math.sqrt(vi)) / bc2_sqrt + e)

@@ -17,35 +17,38 @@ after ``torch.manual_seed(random_state)``. The same subset and seed therefore al
 start from the same point, whichever other probes are trained alongside it.
 
 Joint training. :func:`train_probes` trains any number of probes over arbitrary neuron
-subsets of one matrix ``X`` while reading every batch of ``X`` only once. The union of
-the subsets is cut into *atoms*, maximal groups of neurons that belong to exactly the
-same probes (the 13 layers, for the 13 per-layer and 12 incremental probes of the
-paper). Each atom holds one weight block stacking the rows of every probe that reads
-it, so the forward pass is one matrix product per atom and no product ever touches a
-weight that is structurally zero. The gradients are written by hand (softmax minus
-one-hot, plus ``l1 * sign(W) + l2 * W / ||W||`` with the norm taken per probe) and all
-weights live in one flat buffer updated by a single fused Adam kernel. Each probe
-follows exactly the optimisation it would follow alone; only the floating-point
-summation order of its logits differs (results agree to about 1e-6).
+subsets of one matrix ``X``, with one or several seeds, while reading every batch of ``X``
+only once (:mod:`._probe_joint`): one matrix product per group of neurons shared by the same
+probes, hand-written gradients, and one fused pass for the penalties and Adam. Each probe
+follows exactly the optimisation it would follow alone; only the floating-point summation
+order of its logits differs (results agree to about 1e-6).
+
+Subset keys. :func:`layer_subsets` and :func:`incremental_subsets` key their subsets by a
+:class:`LayerSet` ``(kind, layer)``, so callers address the probe of layer 3 as
+``LayerSet("layer", 3)`` and the probe on layers 0..3 as ``LayerSet("incremental", 3)``;
+``str()`` gives ``"layer 3"`` and ``"layers 0-3"`` for display.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import constraints
 from .._utils import check_choice, progress_disabled, resolve_device
+from ._probe_joint import JointProbes, _rows_tensor, choose_threads, fit, intra_op_threads
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LayerSet",
     "LinearProbe",
     "METRICS",
     "evaluate",
@@ -65,9 +68,6 @@ METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
 
 # Rows converted to float32 at a time when scoring; bounded so memory stays small.
 _EVAL_ROWS = 4096
-# Bytes of X moved to the device per chunk when training (a whole number of batches).
-_CHUNK_BYTES = 64 * 2**20
-_CHUNK_BATCHES = 64
 # Largest weight block (bytes) the numba engine takes: W and its gradient stay in L2.
 _NUMBA_MAX_WEIGHT_BYTES = 512 * 2**10
 
@@ -150,28 +150,42 @@ class LinearProbe:
 
 
 # ------------------------------------------------------------------------ subsets
-def layer_subsets(n_layers: int, n_hidden: int) -> dict[str, slice]:
-    """Neurons of each layer alone: ``{"layer 0": slice(0, H), ..., "layer L-1": ...}``.
+class LayerSet(NamedTuple):
+    """Key of a per-layer or incremental probe: ``kind`` "layer" (layer ``layer`` alone) or
+    "incremental" (layers ``0..layer``). ``str()`` gives "layer 3" / "layers 0-3"."""
+
+    kind: str
+    layer: int
+
+    def __str__(self) -> str:
+        if self.kind == "layer":
+            return f"layer {self.layer}"
+        return f"layers 0-{self.layer}"
+
+
+def layer_subsets(n_layers: int, n_hidden: int) -> dict[LayerSet, slice]:
+    """Neurons of each layer alone: ``{LayerSet("layer", l): slice(l * H, (l + 1) * H)}``.
 
     Layer 0 is the embedding output; neuron ``i`` belongs to layer ``i // n_hidden``.
     """
     _check_pos_int(n_layers, "n_layers", "layer_subsets")
     _check_pos_int(n_hidden, "n_hidden", "layer_subsets")
     return {
-        f"layer {layer}": slice(layer * n_hidden, (layer + 1) * n_hidden)
+        LayerSet("layer", layer): slice(layer * n_hidden, (layer + 1) * n_hidden)
         for layer in range(n_layers)
     }
 
 
-def incremental_subsets(n_layers: int, n_hidden: int) -> dict[str, slice]:
-    """Neurons of layers ``0..l``: ``{"layers 0-0": ..., ..., "layers 0-(L-1)": ...}``.
+def incremental_subsets(n_layers: int, n_hidden: int) -> dict[LayerSet, slice]:
+    """Neurons of layers ``0..l``: ``{LayerSet("incremental", l): slice(0, (l + 1) * H)}``.
 
-    The last one is the paper's *oracle* (all layers). ``"layers 0-0"`` equals
-    ``"layer 0"`` of :func:`layer_subsets`; :func:`train_probes` trains such duplicates once.
+    The last one is the paper's *oracle* (all layers). ``LayerSet("incremental", 0)`` reads
+    the same neurons as ``LayerSet("layer", 0)``; :func:`train_probes` trains such
+    duplicates once.
     """
     _check_pos_int(n_layers, "n_layers", "incremental_subsets")
     _check_pos_int(n_hidden, "n_hidden", "incremental_subsets")
-    return {f"layers 0-{i}": slice(0, (i + 1) * n_hidden) for i in range(n_layers)}
+    return {LayerSet("incremental", i): slice(0, (i + 1) * n_hidden) for i in range(n_layers)}
 
 
 def _check_pos_int(value, name, caller):
@@ -263,198 +277,6 @@ def _check_X_y(X, y, caller: str, kind: str):
     return y
 
 
-def _rows_tensor(X, r0: int, r1: int, device: str) -> torch.Tensor:
-    """Rows ``r0:r1`` of X as a tensor on ``device`` in X's own dtype (a view on CPU)."""
-    block = np.asarray(X[r0:r1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only memmaps: we never write
-        t = torch.from_numpy(block)
-    if device != "cpu":
-        t = t.to(device, non_blocking=False)
-    return t
-
-
-class _RowSource:
-    """Serves X in chunks of whole batches, in data order, on the training device.
-
-    On a GPU with room for it, X is uploaded once (in its own dtype) and kept for every
-    epoch; otherwise chunks are streamed. On the CPU, float32 chunks are views of X.
-    """
-
-    def __init__(self, X, batch_size: int, device: str):
-        self.X, self.device, self.n = X, device, X.shape[0]
-        row_bytes = X.shape[1] * np.dtype(X.dtype).itemsize
-        per_chunk = min(_CHUNK_BATCHES, _CHUNK_BYTES // max(1, row_bytes * batch_size))
-        self.chunk = batch_size * max(1, per_chunk)
-        self.resident = None
-        if device.startswith("cuda"):
-            free, _ = torch.cuda.mem_get_info(torch.device(device))
-            if self.n * row_bytes < 0.5 * free:
-                self.resident = torch.empty(tuple(X.shape), dtype=_torch_dtype(X), device=device)
-                for r0 in range(0, self.n, self.chunk):
-                    r1 = min(self.n, r0 + self.chunk)
-                    self.resident[r0:r1] = _rows_tensor(X, r0, r1, device)
-
-    def chunks(self):
-        for r0 in range(0, self.n, self.chunk):
-            r1 = min(self.n, r0 + self.chunk)
-            if self.resident is not None:
-                yield r0, self.resident[r0:r1]
-            else:
-                yield r0, _rows_tensor(self.X, r0, r1, self.device)
-
-
-def _torch_dtype(X):
-    return torch.float16 if np.dtype(X.dtype) == np.float16 else torch.float32
-
-
-# ------------------------------------------------------------------ joint trainer
-class _JointProbes:
-    """Many probes over subsets of X's columns, stored as per-atom blocks of one flat buffer.
-
-    Layout. ``cols`` (the gathered column order) concatenates the atoms; atom ``a`` covers
-    gathered columns ``[a0, a1)`` and the probes ``P_a``; its block ``W_a`` has shape
-    ``(len(P_a) * n_out, a1 - a0)``, row ``r`` being class ``r % n_out`` of probe
-    ``P_a[r // n_out]``. The per-row output index ``row_out`` maps block rows to the
-    logits ``(n_probes * n_out, batch)``.
-    """
-
-    def __init__(self, neuron_sets, n_out, device, random_state):
-        self.P, self.C, self.device = len(neuron_sets), n_out, device
-        self.sets = neuron_sets
-        union = np.unique(np.concatenate(neuron_sets))
-        member = np.zeros((self.P, union.size), dtype=bool)
-        for p, s in enumerate(neuron_sets):
-            member[p, np.searchsorted(union, s)] = True
-        # Atoms: columns with the same membership pattern, ordered by their first column.
-        packed = np.packbits(member, axis=0).T  # (n_union, ceil(P/8))
-        _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
-        atom_rank = np.argsort(np.argsort(first))
-        order = np.lexsort((union, atom_rank[inverse]))  # by atom, then by column id
-        self.cols = union[order]
-        atom_of_col = atom_rank[inverse][order]
-        bounds = np.flatnonzero(np.diff(atom_of_col)) + 1
-        starts = np.r_[0, bounds]
-        ends = np.r_[bounds, self.cols.size]
-        self.contiguous = bool(np.all(np.diff(self.cols) == 1))
-        self.c0 = int(self.cols[0])
-        self.gather = None if self.contiguous else torch.as_tensor(self.cols, device=device)
-
-        # Blocks, flat storage, initial values.
-        self.atoms = []  # (a0, a1, probes, r0, r1, off)
-        row_out, row_probe, r, off = [], [], 0, 0
-        for a0, a1 in zip(starts.tolist(), ends.tolist()):
-            probes = np.flatnonzero(member[:, np.searchsorted(union, self.cols[a0])])
-            m = probes.size * n_out
-            self.atoms.append((a0, a1, probes, r, r + m, off))
-            row_out.append((probes[:, None] * n_out + np.arange(n_out)[None, :]).ravel())
-            row_probe.append(np.repeat(probes, n_out))
-            r += m
-            off += m * (a1 - a0)
-        self.R, self.n_params = r, off
-        row_out = np.concatenate(row_out)
-        self.identity_rows = self.R == self.P * n_out and bool(np.all(row_out == np.arange(self.R)))
-        self.row_out = torch.as_tensor(row_out, device=device)
-        self.row_probe = torch.as_tensor(np.concatenate(row_probe), device=device)
-
-        theta = np.empty(self.n_params, dtype=np.float32)
-        bias = np.empty(self.P * n_out, dtype=np.float32)
-        for p, s in enumerate(neuron_sets):
-            w0, b0 = init_probe_parameters(s.size, n_out, random_state)
-            bias[p * n_out : (p + 1) * n_out] = b0
-            for a0, a1, probes, _, _, off in self.atoms:
-                j = np.searchsorted(probes, p)
-                if j < probes.size and probes[j] == p:
-                    n_a = a1 - a0
-                    blk = theta[off : off + probes.size * n_out * n_a].reshape(-1, n_a)
-                    blk[j * n_out : (j + 1) * n_out] = w0[:, np.searchsorted(s, self.cols[a0:a1])]
-        self.theta = torch.from_numpy(theta).to(device)
-        self.bias = torch.from_numpy(bias).to(device)
-        self.g_theta = torch.zeros_like(self.theta)
-        self.g_bias = torch.zeros_like(self.bias)
-        self.W = [self._view(self.theta, a) for a in self.atoms]
-        self.gW = [self._view(self.g_theta, a) for a in self.atoms]
-        self.adam = [[torch.zeros_like(self.theta), torch.zeros_like(self.bias)] for _ in (0, 1)]
-        self.steps = [torch.zeros((), dtype=torch.float32, device=device) for _ in (0, 1)]
-
-    def _view(self, flat, atom):
-        a0, a1, _, r0, r1, off = atom
-        return flat[off : off + (r1 - r0) * (a1 - a0)].view(r1 - r0, a1 - a0)
-
-    def select(self, xb: torch.Tensor) -> torch.Tensor:
-        """The gathered columns of a float32 batch."""
-        if self.contiguous:
-            return xb[:, self.c0 : self.c0 + self.cols.size]
-        return xb.index_select(1, self.gather)
-
-    def forward(self, xg: torch.Tensor) -> torch.Tensor:
-        """Logits, shape (P * n_out, batch)."""
-        B = xg.shape[0]
-        Z = torch.empty(self.R, B, device=self.device)
-        for (a0, a1, _, r0, r1, _), W in zip(self.atoms, self.W):
-            torch.mm(W, xg[:, a0:a1].T, out=Z[r0:r1])
-        if self.identity_rows:
-            return Z.add_(self.bias[:, None])
-        out = self.bias[:, None].expand(self.P * self.C, B).contiguous()
-        return out.index_add_(0, self.row_out, Z)
-
-    def backward(self, xg: torch.Tensor, G: torch.Tensor, l1: float, l2: float) -> None:
-        """Fill the gradient buffers from d(loss)/d(logits) ``G`` (P * n_out, batch)."""
-        torch.sum(G, dim=1, out=self.g_bias)
-        Gr = G if self.identity_rows else G.index_select(0, self.row_out)
-        for (a0, a1, _, r0, r1, _), gW in zip(self.atoms, self.gW):
-            torch.mm(Gr[r0:r1], xg[:, a0:a1], out=gW)
-        if l1:
-            self.g_theta.add_(torch.sign(self.theta), alpha=l1)
-        if l2:
-            if self.P == 1:
-                norm = torch.linalg.vector_norm(self.theta)
-                self.g_theta.addcmul_(self.theta, l2 / norm.clamp_min(1e-30))
-            else:
-                sq = self.theta * self.theta
-                rows = torch.empty(self.R, device=self.device)
-                for atom in self.atoms:
-                    torch.sum(self._view(sq, atom), dim=1, out=rows[atom[3] : atom[4]])
-                norms = torch.zeros(self.P, device=self.device).index_add_(0, self.row_probe, rows)
-                scale = (l2 / norms.sqrt_().clamp_min_(1e-30))[self.row_probe]
-                for atom, W, gW in zip(self.atoms, self.W, self.gW):
-                    gW.addcmul_(W, scale[atom[3] : atom[4], None])
-
-    def adam_step(self, lr, betas, eps) -> None:
-        torch._foreach_add_(self.steps, 1.0)
-        torch._fused_adam_(
-            [self.theta, self.bias],
-            [self.g_theta, self.g_bias],
-            self.adam[0],
-            self.adam[1],
-            [],
-            self.steps,
-            lr=lr,
-            beta1=betas[0],
-            beta2=betas[1],
-            weight_decay=0.0,
-            eps=eps,
-            amsgrad=False,
-            maximize=False,
-        )
-
-    def extract(self, p: int, theta: np.ndarray, bias: np.ndarray):
-        """(weight (n_out, k), bias (n_out,)) of probe ``p`` in sorted-neuron order.
-
-        ``theta`` and ``bias`` are the flat buffers as numpy arrays (moved off the device once).
-        """
-        s = self.sets[p]
-        w = np.empty((self.C, s.size), dtype=np.float32)
-        for a0, a1, probes, r0, r1, off in self.atoms:
-            j = np.searchsorted(probes, p)
-            if j < probes.size and probes[j] == p:
-                blk = theta[off : off + (r1 - r0) * (a1 - a0)].reshape(r1 - r0, a1 - a0)
-                w[:, np.searchsorted(s, self.cols[a0:a1])] = blk[j * self.C : (j + 1) * self.C]
-        b = bias[p * self.C : (p + 1) * self.C].copy()
-        return w, b
-
-
 def _adam_available() -> bool:
     return hasattr(torch, "_fused_adam_")
 
@@ -471,213 +293,214 @@ def train_probes(
     lr: float = 1e-3,
     batch_size: int = 128,
     epochs: int = 10,
-    random_state: int = 42,
+    random_state: int | Sequence[int] = 42,
     device=None,
-    num_threads: int | None = 1,
+    num_threads: int | None = None,
     progress: bool = True,
     engine: str = "auto",
-) -> dict[str, LinearProbe]:
-    """Train one paper probe per neuron subset, all together, reading each batch of X once.
+    compute_dtype: str = "float32",
+) -> dict:
+    """Train one paper probe per neuron subset (and seed), all together, reading X once per epoch.
 
     Parameters
     ----------
     X : ndarray of shape (n_instances, n_neurons), float32 or float16 (memmap allowed)
         Activations, usually ``extract(...).X`` (neuron ``i`` in layer ``i // n_hidden``).
-        Never copied as a whole: each batch is converted to float32 on ``device``.
+        Never copied as a whole: each batch is converted to the compute dtype on ``device``.
     y : ndarray of shape (n_instances,)
         int64 class codes (``task.encode(split)``), or float targets for regression.
-    subsets : dict[str, subset] or sequence of subsets
-        Name -> neurons: None (all), a slice, an array of neuron ids or a boolean mask.
-        :func:`layer_subsets` and :func:`incremental_subsets` give the paper's ones.
-        Identical subsets are trained once and share the result.
+    subsets : dict[key, subset] or sequence of subsets
+        Key -> neurons: None (all), a slice, an array of neuron ids or a boolean mask.
+        :func:`layer_subsets` and :func:`incremental_subsets` give the paper's ones (keyed
+        by :class:`LayerSet`). Identical subsets are trained once and share the result.
     kind : {"classification", "regression"}
     n_classes : int, optional
         Number of classes; default ``y.max() + 1``.
     l1, l2 : float
         Weights of ``sum |W|`` and of the unsquared Frobenius norm of ``W`` (per probe).
     lr, batch_size, epochs : Adam learning rate, rows per step (in data order), epochs.
-    random_state : int
-        Seed of the initialisation (see the module docstring).
+    random_state : int or sequence of int
+        Seed of the initialisation (see the module docstring). A sequence trains every
+        subset once per seed, jointly, each probe exactly as it would be trained alone
+        with that seed; the result is then keyed ``(key, seed)``.
     device : {"cpu", "cuda", None}
         None picks the GPU when there is one.
     num_threads : int or None
-        CPU threads for the training loop only (torch's setting is restored afterwards);
-        None keeps torch's current setting. The default, 1, is deliberate: a step is a
-        handful of small kernels (about 5 MB of X per batch), which gain little from a
-        second thread and lose 5-25x when the cores are shared with other work
-        (measured on a busy 2-core machine). Applies to the torch engine; the numba
-        engine splits each batch into fixed row blocks and runs them on torch's current
-        number of threads (its result does not depend on the thread count).
+        CPU threads for the training loop. The torch engine shares the matrix products
+        and the update of every step among that many threads, a whole product per thread
+        and each thread taking the next one when it is free (:class:`._probe_joint.
+        WorkSharing`), so a core busy with other work delays a step by at most one product
+        and the result does not depend on the thread count (bitwise). None chooses: every
+        thread torch may use (``torch.get_num_threads()``) when a step is at least
+        ``_probe_joint.PARALLEL_MACS`` (200 M) multiply-adds (many classes: matmul bound),
+        one thread below (a step of a few small kernels gains little from a second thread
+        and loses when the cores are shared); see ``benchmarks/README.md`` ("Threads") for
+        the measurement. The numba engine runs its fixed row blocks on ``num_threads``
+        numba threads (default ``torch.get_num_threads()``); its result does not depend on
+        that number either.
     progress : bool
         Show a progress bar.
     engine : {"auto", "torch", "numba"}
         Implementation of the training loop; both follow the same maths and agree to
-        float32 rounding. ``"numba"`` is a compiled loop (:mod:`redundancy._probe_kernel`)
-        that fuses the forward pass, the gradient and the Adam step of each batch and reads
-        every row of X once; it handles a single distinct probe over a contiguous range of
-        columns, on the CPU, with a C-contiguous float32 ``X`` (array or memmap) and a small
-        weight (at most 512 KB, so that the weight and its gradient stay in cache).
-        ``"torch"`` handles everything (joint probes, float16, GPU). ``"auto"`` picks numba
+        float32 rounding. ``"numba"`` is a compiled loop (:mod:`._probe_kernel`) that fuses
+        the forward pass, the gradient and the Adam step of each batch and reads every row
+        of X once; it handles a single distinct probe (one subset, one seed) over a
+        contiguous range of columns, on the CPU, in float32, with a C-contiguous float32
+        ``X`` (array or memmap) and a small weight (at most 512 KB, so that the weight and
+        its gradient stay in cache). ``"torch"`` (:mod:`._probe_joint`) handles everything
+        (joint probes, several seeds, float16 X, bfloat16, GPU). ``"auto"`` picks numba
         when it is installed and applicable, torch otherwise.
+    compute_dtype : {"float32", "bfloat16"}
+        Dtype of the two matrix products of each step (torch engine). ``"bfloat16"``
+        multiplies bfloat16 copies of the batch and of the weights (float32 accumulation
+        inside the product, bfloat16 result) and keeps the master weights, the softmax,
+        the penalties and Adam in float32: about 2x the product throughput on CPUs with
+        AVX512-BF16 and on GPUs, at a cost in accuracy measured in ``benchmarks/``.
 
     Returns
     -------
-    dict[str, LinearProbe]
-        Same keys (or ``"0", "1", ...`` for a sequence) and order as ``subsets``.
+    dict[key, LinearProbe] or dict[(key, seed), LinearProbe]
+        Same keys (or ``"0", "1", ...`` for a sequence) and order as ``subsets``; with a
+        sequence of seeds, keys ``(key, seed)`` ordered by key, then seed.
     """
     caller = "train_probes"
     check_choice(kind, KINDS, name="kind", caller=caller)
     check_choice(engine, ENGINES, name="engine", caller=caller)
+    compute_dtype = constraints.check("compute_dtype", compute_dtype, caller)
     y = _check_X_y(X, y, caller, kind)
-    for name, v in (("batch_size", batch_size), ("epochs", epochs)):
-        _check_pos_int(v, name, caller)
+    hp = _check_hyper_parameters(l1, l2, lr, batch_size, epochs, num_threads, caller)
+    seeds, many = _check_seeds(random_state, caller)
+    n_out = _n_outputs(kind, n_classes, y, caller)
+    device = resolve_device(device)
+    named, unique = _distinct_probes(subsets, seeds, X.shape[1], caller)
+    if not _adam_available():  # pragma: no cover - very old torch
+        raise RuntimeError("train_probes needs torch >= 2.4 (torch._fused_adam_).")
+    model = JointProbes(
+        [ids for ids, _ in unique], [seed for _, seed in unique], init_probe_parameters,
+        n_out, device, compute_dtype, fused=_probe_kernel() is not None,
+    )  # fmt: skip
+    use_numba = _pick_engine(engine, model, X, device, caller, compute_dtype) == "numba"
+    threads = num_threads
+    if threads is None:
+        threads = (
+            torch.get_num_threads() if use_numba else choose_threads(model, batch_size, device)
+        )
+    logger.info(
+        "Training %d probes (%d distinct, %d atoms, %d weights, %.2g multiply-adds per step) "
+        "on %d x %d, %d epochs, %s, %s engine, %s threads",
+        len(named), model.P, len(model.atoms), model.n_params, model.macs_per_step(batch_size),
+        X.shape[0], X.shape[1], epochs, compute_dtype, "numba" if use_numba else "torch", threads,
+    )  # fmt: skip
+    args = (model, X, y, kind, n_out, hp["l1"], hp["l2"], hp["lr"], batch_size, epochs, device)
+    if use_numba:
+        with intra_op_threads(threads):
+            _fit_numba(*args, progress)
+    else:
+        fit(*args, progress, threads=threads)
+    meta = {**hp, "n_train": int(X.shape[0]), "compute_dtype": compute_dtype}
+    meta.update(engine="numba" if use_numba else "torch", num_threads=threads)
+    probes = _collect(model, unique, kind, n_out, meta)
+    return {key if many else key[0]: probes[p] for key, p in named.items()}
+
+
+def _check_hyper_parameters(l1, l2, lr, batch_size, epochs, num_threads, caller) -> dict:
+    """The checked optimisation settings, as recorded in each probe's ``meta``."""
+    if num_threads is not None:
+        _check_pos_int(num_threads, "num_threads", caller)
+    return {
+        "l1": constraints.check("l1", l1, caller),
+        "l2": constraints.check("l2", l2, caller),
+        "lr": constraints.check("lr", lr, caller, param="learning_rate"),
+        "batch_size": constraints.check("batch_size", batch_size, caller),
+        "epochs": constraints.check("epochs", epochs, caller),
+    }
+
+
+def _check_seeds(random_state, caller) -> tuple[list[int], bool]:
+    """(seeds, whether a sequence was given)."""
+    if isinstance(random_state, (list, tuple, np.ndarray)):
+        seeds = [constraints.check("random_state", s, caller) for s in random_state]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(
+                f"The 'random_state' parameter of {caller} must be an int >= 0 or a non-empty "
+                f"sequence of distinct ints >= 0. Got {random_state!r} instead."
+            )
+        return seeds, True
+    return [constraints.check("random_state", random_state, caller)], False
+
+
+def _n_outputs(kind, n_classes, y, caller) -> int:
+    if kind != "classification":
+        return 1
+    n_out = int(n_classes) if n_classes is not None else int(y.max()) + 1
+    if y.max() >= n_out:
+        raise ValueError(
+            f"The 'n_classes' parameter of {caller} must exceed the largest class code "
+            f"({y.max()}). Got {n_classes} instead."
+        )
+    return n_out
+
+
+def _distinct_probes(subsets, seeds, n_cols, caller):
+    """``({(key, seed): index}, [(neuron ids, seed), ...])`` with duplicates trained once."""
     if not isinstance(subsets, dict):
         subsets = {str(i): s for i, s in enumerate(subsets)}
     if not subsets:
         raise ValueError(f"The 'subsets' parameter of {caller} must not be empty.")
-    n, D = X.shape
-    if kind == "classification":
-        n_out = int(n_classes) if n_classes is not None else int(y.max()) + 1
-        if y.max() >= n_out:
-            raise ValueError(
-                f"The 'n_classes' parameter of {caller} must exceed the largest class code "
-                f"({y.max()}). Got {n_classes} instead."
-            )
-    else:
-        n_out = 1
-    device = resolve_device(device)
-
-    # Deduplicate identical subsets.
-    unique, key_of, names = [], {}, {}
+    unique, index, named = [], {}, {}
     for name, sub in subsets.items():
-        ids = _as_neurons(sub, D, name)
+        ids = _as_neurons(sub, n_cols, str(name))
         if ids.size == 0:
-            raise ValueError(f"Subset {name!r} of {caller} selects no neurons.")
-        key = ids.tobytes()
-        if key not in key_of:
-            key_of[key] = len(unique)
-            unique.append(ids)
-        names[name] = key_of[key]
-    model = _JointProbes(unique, n_out, device, random_state)
-    logger.info(
-        "Training %d probes (%d distinct, %d atoms, %d weights) on %d x %d, %d epochs",
-        len(names),
-        model.P,
-        len(model.atoms),
-        model.n_params,
-        n,
-        D,
-        epochs,
-    )
-    if not _adam_available():  # pragma: no cover - very old torch
-        raise RuntimeError("train_probes needs torch >= 2.4 (torch._fused_adam_).")
+            raise ValueError(f"Subset {str(name)!r} of {caller} selects no neurons.")
+        for seed in seeds:
+            key = (ids.tobytes(), seed)
+            if key not in index:
+                index[key] = len(unique)
+                unique.append((ids, seed))
+            named[(name, seed)] = index[key]
+    return named, unique
 
-    use_numba = _pick_engine(engine, model, X, device, caller) == "numba"
-    if use_numba:  # numba runs a batch's row blocks on torch's current number of threads
-        _fit_numba(
-            model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress,
-            threads=torch.get_num_threads(),
-        )  # fmt: skip
-    else:
-        with _threads(num_threads if device == "cpu" else None):
-            _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress)
 
-    meta = {
-        "l1": l1,
-        "l2": l2,
-        "lr": lr,
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "random_state": random_state,
-        "n_train": int(n),
-    }
+def _collect(model, unique, kind, n_out, meta) -> list[LinearProbe]:
+    """The trained probes, one per distinct (subset, seed), as :class:`LinearProbe`."""
     theta, bias = model.theta.cpu().numpy(), model.bias.cpu().numpy()
-    trained = {p: model.extract(p, theta, bias) for p in range(model.P)}
-    return {
-        name: LinearProbe(
-            neurons=unique[p].copy(),
-            weight=trained[p][0].copy(),
-            bias=trained[p][1].copy(),
-            kind=kind,
-            n_classes=n_out if kind == "classification" else None,
-            meta=dict(meta),
+    out = []
+    for p, (ids, seed) in enumerate(unique):
+        weight, b = model.extract(p, theta, bias)
+        out.append(
+            LinearProbe(
+                neurons=ids.copy(),
+                weight=weight,
+                bias=b,
+                kind=kind,
+                n_classes=n_out if kind == "classification" else None,
+                meta={**meta, "random_state": seed},
+            )
         )
-        for name, p in names.items()
-    }
+    return out
 
 
-@contextlib.contextmanager
-def _threads(n):
-    """Temporarily use ``n`` intra-op CPU threads (no change when None)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _fit(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
-    """The training loop: batches in data order, hand-written gradients, fused Adam."""
-    n = X.shape[0]
-    y_t = torch.from_numpy(y).to(device)
-    source = _RowSource(X, batch_size, device)
-    n_steps = epochs * math.ceil(n / batch_size)
-    bar = tqdm(
-        total=n_steps, desc="probes", unit="step", disable=progress_disabled(progress), leave=False
-    )
-    P, C = model.P, n_out
-    buffers = {}
-    for _ in range(epochs):
-        for c0, chunk in source.chunks():
-            m = chunk.shape[0]
-            if kind == "classification":  # one-hot targets of this chunk, (n_out, m)
-                onehot_T = torch.zeros(n_out, m, device=device)
-                onehot_T[y_t[c0 : c0 + m], torch.arange(m, device=device)] = 1.0
-            for b0 in range(0, m, batch_size):
-                xb = chunk[b0 : b0 + batch_size]
-                B = xb.shape[0]
-                if xb.dtype != torch.float32:  # copy_ into a buffer: much faster than .float()
-                    if B not in buffers:
-                        buffers[B] = torch.empty(B, xb.shape[1], device=device)
-                    xb = buffers[B].copy_(xb)
-                i0 = c0 + b0
-                xg = model.select(xb)
-                logits = model.forward(xg)
-                if kind == "classification":
-                    G = torch.softmax(logits.view(P, C, B), dim=1)
-                    G.sub_(onehot_T[:, b0 : b0 + B]).mul_(1.0 / B)
-                    G = G.view(P * C, B)
-                else:
-                    G = logits.sub_(y_t[i0 : i0 + B]).mul_(2.0 / B)
-                model.backward(xg, G, l1, l2)
-                model.adam_step(lr, (0.9, 0.999), 1e-8)
-            bar.update(math.ceil(m / batch_size))
-    bar.close()
-
-
-def _numba_unsupported(model, X, device) -> str | None:
+def _numba_unsupported(model, X, device, compute_dtype="float32") -> str | None:
     """Why the numba engine cannot train ``model`` on ``X`` (None when it can)."""
     if device != "cpu":
         return f"it runs on the CPU only (device is {device!r})"
+    if compute_dtype != "float32":
+        return f"it computes in float32 only (compute_dtype is {compute_dtype!r})"
     if np.dtype(X.dtype) != np.float32:
         return f"it needs float32 X (got {X.dtype})"
     if not (isinstance(X, np.ndarray) and X.flags.c_contiguous):
         return "it needs a C-contiguous numpy array or memmap for X"
     if model.P != 1 or not model.contiguous:
-        return "it trains one probe over a contiguous range of columns"
+        return "it trains one probe (one subset, one seed) over a contiguous range of columns"
     if model.n_params * 4 > _NUMBA_MAX_WEIGHT_BYTES:
         return f"the weight is larger than {_NUMBA_MAX_WEIGHT_BYTES // 1024} KB"
     return None
 
 
-def _pick_engine(engine, model, X, device, caller) -> str:
+def _pick_engine(engine, model, X, device, caller, compute_dtype="float32") -> str:
     if engine == "torch":
         return "torch"
-    why = _numba_unsupported(model, X, device)
+    why = _numba_unsupported(model, X, device, compute_dtype)
     if engine == "auto":
         if why is None and _probe_kernel() is not None:
             return "numba"
@@ -708,18 +531,13 @@ def _probe_kernel():
 _KERNEL = False
 
 
-def _fit_numba(
-    model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress, *, threads=1
-):
-    """The training loop of :func:`_fit` as one compiled call per epoch (see ``engine``).
+def _fit_numba(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, progress):
+    """The training loop of :func:`._probe_joint.fit` as one compiled call per epoch.
 
-    The rows of each batch are cut into ``kernel.ROW_BLOCKS`` fixed blocks processed on up to
-    ``threads`` numba threads; the result does not depend on ``threads``.
+    The rows of each batch are cut into ``kernel.ROW_BLOCKS`` fixed blocks processed on
+    numba's current number of threads; the result does not depend on that number.
     """
     kernel = _probe_kernel()
-    import numba
-
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     n = X.shape[0]
     Xa = np.asarray(X)  # a plain ndarray view of a memmap
     theta, bias = model.theta.numpy(), model.bias.numpy()  # share memory with the model
