@@ -40,9 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .._utils import progress_disabled
+from .._utils import progress_bar
 
 # Bytes of X moved to the device per chunk when training (a whole number of batches).
 _CHUNK_BYTES = 64 * 2**20
@@ -441,11 +440,11 @@ def _loop(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device, prog
     n = X.shape[0]
     y_t = torch.from_numpy(y).to(device)
     source = RowSource(X, batch_size, device)
-    bar = tqdm(
+    bar = progress_bar(
         total=epochs * math.ceil(n / batch_size),
         desc="probes",
         unit="step",
-        disable=progress_disabled(progress),
+        progress=progress,
         leave=False,
     )
     P, C = model.P, n_out

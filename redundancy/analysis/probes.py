@@ -39,10 +39,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import constraints
-from .._utils import check_choice, progress_disabled, resolve_device
+from .._utils import check_choice, progress_bar, resolve_device
 from ._probe_joint import JointProbes, _rows_tensor, choose_threads, fit, intra_op_threads
 
 logger = logging.getLogger(__name__)
@@ -544,11 +543,11 @@ def _fit_numba(model, X, y, kind, n_out, l1, l2, lr, batch_size, epochs, device,
     state = [np.zeros_like(theta), np.zeros_like(bias)]  # gradient buffers
     moments = [np.zeros_like(theta), np.zeros_like(theta), np.zeros_like(bias), np.zeros_like(bias)]
     steps_per_epoch = math.ceil(n / batch_size)
-    bar = tqdm(
+    bar = progress_bar(
         total=epochs * steps_per_epoch,
         desc="probes",
         unit="step",
-        disable=progress_disabled(progress),
+        progress=progress,
         leave=False,
     )
     step = 0

@@ -54,20 +54,17 @@ def train_seeds(data: ProbeData, subsets: dict, cfg: Config, seeds, *, control=F
     y = data.labels("train", control, cfg.random_state)
     kind = "classification" if control else data.task.kind
     n_classes = data.task.n_classes if kind == "classification" else None
-    out = {}
-    for seed in seeds:
-        trained = train_probes(
-            data.train.X,
-            y,
-            subsets,
-            kind=kind,
-            n_classes=n_classes,
-            random_state=int(seed),
-            progress=True,
-            **cfg.probe_options(),
-        )
-        out.update({(name, int(seed)): probe for name, probe in trained.items()})
-    return out
+    # every seed in one pass over X; keys (name, seed), each probe as if trained alone
+    return train_probes(
+        data.train.X,
+        y,
+        subsets,
+        kind=kind,
+        n_classes=n_classes,
+        random_state=[int(s) for s in seeds],
+        progress=True,
+        **cfg.probe_options(),
+    )
 
 
 def evaluate(data: ProbeData, probes: dict, split: str, *, control=False, cfg=None) -> dict:
