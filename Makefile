@@ -17,6 +17,8 @@ LAB_ARGS ?=
 LAB_CHECK_ARGS ?=
 export REDUNDANCY_CACHE ?= $(CURDIR)/.cache
 export PYTHONHASHSEED = 0
+# idle OpenMP threads sleep instead of spinning (a shared core otherwise slows torch 20x)
+export OMP_WAIT_POLICY ?= PASSIVE
 export TOKENIZERS_PARALLELISM = false
 
 .PHONY: help install book lab lab-check test lint format bench data model-mpnet extract clean clean-cache gpu-check

@@ -307,6 +307,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # before torch starts its OpenMP pool: idle threads sleep rather than spin (on a core
+    # shared with other work, spinning made torch up to 20x slower); an explicit value wins
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
