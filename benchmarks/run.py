@@ -88,13 +88,17 @@ QUICK_SIZES = {
     "thread_steps": 4,
     "real_tokens": (2_000, 500, 500),
 }
-# (storage dtype of X, compute dtype) of the precision comparisons; the first is the baseline.
+# (storage dtype of X, compute dtype, seed offset) of the precision comparisons; the first is
+# the baseline; the last, float32 with the next seed, measures how much the probes move
+# when their start moves (the scale against which a precision's gap is judged).
 PRECISIONS = {
-    "float32": ("float32", "float32"),
-    "compute-bfloat16": ("float32", "bfloat16"),
-    "storage-float16": ("float16", "float32"),
-    "storage-float16+compute-bfloat16": ("float16", "bfloat16"),
+    "float32": ("float32", "float32", 0),
+    "compute-bfloat16": ("float32", "bfloat16", 0),
+    "storage-float16": ("float16", "float32", 0),
+    "storage-float16+compute-bfloat16": ("float16", "bfloat16", 0),
+    "float32-next-seed": ("float32", "float32", 1),
 }
+SEED_VARIANT = "float32-next-seed"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -627,24 +631,24 @@ def compare_precisions(train, test, subsets, n_classes, epochs, seed, repeats, f
 
     ``train`` and ``test`` are ``(X float32, y)``; float16 storage uses float16 copies of
     both. Returns ``{variant: {"seconds", "times", "accuracies", "mean_accuracy",
-    "max_gap", "mean_gap"}}``, gaps in accuracy points against the float32 baseline.
+    "max_gap", "mean_gap", ...}}``, gaps in accuracy points against the float32 baseline.
     """
     probes = importlib.import_module("redundancy.analysis.probes")
     (X, y), (X_test, y_test) = train, test
     copies = {}
     out = {}
-    for variant, (storage, compute) in PRECISIONS.items():
+    for variant, (storage, compute, offset) in PRECISIONS.items():
         if storage == "float16" and not copies:
             copies = {"train": _float16_copy(X, folder), "test": X_test.astype(np.float16)}
         Xs = X if storage == "float32" else copies["train"]
         seconds, times, trained = _best_time(
-            lambda Xs=Xs, compute=compute: probes.train_probes(
+            lambda Xs=Xs, compute=compute, offset=offset: probes.train_probes(
                 Xs,
                 y,
                 subsets,
                 n_classes=n_classes,
                 compute_dtype=compute,
-                **_ours_kwargs(epochs, seed),
+                **_ours_kwargs(epochs, seed + offset),
             ),
             repeats,
         )
@@ -653,6 +657,7 @@ def compare_precisions(train, test, subsets, n_classes, epochs, seed, repeats, f
         out[variant] = {
             "storage": storage,
             "compute": compute,
+            "seed": seed + offset,
             "seconds": seconds,
             "times": times,
             "threads": next(iter(trained.values())).meta["num_threads"],
@@ -664,6 +669,17 @@ def compare_precisions(train, test, subsets, n_classes, epochs, seed, repeats, f
         gaps = [abs(res["accuracies"][k] - base[k]) for k in base]
         res.update(max_gap=float(max(gaps)), mean_gap=float(np.mean(gaps)))
     return out
+
+
+def _gap_summary(variants: dict) -> dict:
+    """Largest gap of the lower precisions and, for scale, of float32 with the next seed."""
+    return {
+        "max_accuracy_gap": max(
+            v["max_gap"] for name, v in variants.items() if name != SEED_VARIANT
+        ),
+        "seed_gap": variants[SEED_VARIANT]["max_gap"],
+        "seed_mean_gap": variants[SEED_VARIANT]["mean_gap"],
+    }
 
 
 def _neurox_scaled(X, y, subsets, sizes, seed) -> dict:
@@ -733,7 +749,7 @@ def case_probe_many_classes(sizes, repeats, seed) -> dict:
             ours_score=base["mean_accuracy"],
             ours_bfloat16_s=half["seconds"],
             speedup_bfloat16=_speedup(half["seconds"], res["neurox_s"]),
-            max_accuracy_gap=max(v["max_gap"] for v in variants.values()),
+            **_gap_summary(variants),
         )
     res["speedup"] = _speedup(res.get("ours_s"), res["neurox_s"])
     return res
@@ -818,7 +834,7 @@ def case_probe_precision_real(sizes, repeats, seed) -> dict:
         "variants": variants,
         "ours_s": variants["float32"]["seconds"],
         "ours_score": variants["float32"]["mean_accuracy"],
-        "max_accuracy_gap": max(v["max_gap"] for v in variants.values()),
+        **_gap_summary(variants),
     }
 
 
@@ -1026,6 +1042,8 @@ def _notes(res: dict) -> list[str]:
         )
     if "max_accuracy_gap" in res:
         notes.append(f"max accuracy gap {res['max_accuracy_gap']:.2f} pts")
+    if "seed_gap" in res:
+        notes.append(f"next seed moves probes by up to {res['seed_gap']:.2f} pts")
     if "identical_partition" in res:
         notes.append(
             f"ARI {res['adjusted_rand']:.4f}, identical: {_fmt(res['identical_partition'])}"
@@ -1036,12 +1054,20 @@ def _notes(res: dict) -> list[str]:
     return [shape, *notes]
 
 
+def _variant_status(name: str, v: dict) -> str:
+    if name == SEED_VARIANT:
+        return "reference"
+    return "met" if v["max_gap"] <= PRECISION_TOLERANCE else "results differ"
+
+
 def _variant_rows(case: str, res: dict) -> list[str]:
     """One row per precision variant (times, share of the matmul peak, accuracy gaps)."""
     rows = []
     for name, v in res.get("variants", {}).items():
         notes = _notes(res) if name == "float32" else []
-        notes.append(f"X {v['storage']}, products {v['compute']}, {v['threads']} threads")
+        notes.append(
+            f"X {v['storage']}, products {v['compute']}, seed {v['seed']}, {v['threads']} threads"
+        )
         if "fraction_of_peak" in v:
             notes.append(
                 f"{v['gflop_s']:.0f} GFLOP/s = {100 * v['fraction_of_peak']:.0f}% of the "
@@ -1053,7 +1079,7 @@ def _variant_rows(case: str, res: dict) -> list[str]:
             f"| {case} [{name}] | {_fmt(v['seconds'])} | {_fmt(neurox)} | "
             f"{_fmt(_speedup(v['seconds'], neurox))} | - | {_fmt(v['mean_accuracy'])} | n/a | "
             f"{res.get('score', '')} | {'; '.join(notes)} | "
-            f"{'met' if v['max_gap'] <= PRECISION_TOLERANCE else 'results differ'} |"
+            f"{_variant_status(name, v)} |"
         )
     return rows
 

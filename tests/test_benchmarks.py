@@ -100,12 +100,16 @@ def test_precision_variants_compare_against_float32(bench, tmp_path):
     assert list(out) == list(bench.PRECISIONS)
     assert out["float32"]["max_gap"] == 0.0
     for name, res in out.items():
-        assert (res["storage"], res["compute"]) == bench.PRECISIONS[name]
+        assert (res["storage"], res["compute"], res["seed"]) == bench.PRECISIONS[name]
         assert set(res["accuracies"]) == set(subsets)
         gaps = [abs(res["accuracies"][k] - out["float32"]["accuracies"][k]) for k in subsets]
         assert res["max_gap"] == pytest.approx(max(gaps))
+    assert out[bench.SEED_VARIANT]["max_gap"] > 0  # another start, other probes
     row = bench._variant_rows("case", {"variants": out, "score": "acc"})
-    assert len(row) == 4 and "[storage-float16]" in row[2]
+    assert len(row) == 5 and "[storage-float16]" in row[2] and row[4].endswith("reference |")
+    summary = bench._gap_summary(out)
+    assert summary["seed_gap"] == out[bench.SEED_VARIANT]["max_gap"]
+    assert summary["max_accuracy_gap"] == max(out[k]["max_gap"] for k in list(out)[:4])
 
 
 def test_update_merges_into_earlier_results(bench, tmp_path):

@@ -48,13 +48,14 @@ _CHUNK_BYTES = 64 * 2**20
 _CHUNK_BATCHES = 64
 
 # Multiply-adds per step (two products: logits and weight gradient) from which the torch
-# engine uses every thread torch may use (``num_threads=None``). Measured on a 2-core AMD
-# EPYC (AVX-512) VM, torch 2.13 / MKL, 13 layers x 768 neurons, per-layer + incremental
-# probes, batch 128: 2 classes (41 M multiply-adds per step) ran 1.0x-1.1x faster on two
-# threads on a quiet machine and up to 5-25x slower when the other core was busy; 20
-# classes (0.4 G) ran 1.5x faster; 150 classes (3.1 G) 1.8x faster. See the benchmarks'
-# README ("Threads").
-PARALLEL_MACS = 200e6
+# engine uses every thread torch may use (``num_threads=None``). Measured with the
+# benchmarks' ``probe-threads`` case on a 2-core AMD EPYC VM (AVX-512), torch 2.13 / MKL, the
+# 25 per-layer and incremental probes over 13 x 768 neurons, batch 128, on a machine shared
+# with other jobs (load average 2-4), ms per step on 1 / 2 threads: 2 classes (41 M
+# multiply-adds) 2.25 / 2.33, and 3.03 / 2.95 with one core kept busy: nothing to gain;
+# 5 classes (101 M) 4.10 / 2.80 (6.77 / 4.57 busy); 50 classes (1.0 G) 28.5 / 16.7
+# (31.1 / 31.5 busy); 150 classes (3.0 G) 85.6 / 45.8 (83.4 / 78.3 busy).
+PARALLEL_MACS = 100e6
 
 
 def _torch_dtype(X):

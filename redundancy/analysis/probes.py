@@ -331,10 +331,10 @@ def train_probes(
         WorkSharing`), so a core busy with other work delays a step by at most one product
         and the result does not depend on the thread count (bitwise). None chooses: every
         thread torch may use (``torch.get_num_threads()``) when a step is at least
-        ``_probe_joint.PARALLEL_MACS`` (200 M) multiply-adds (many classes: matmul bound),
-        one thread below (a step of a few small kernels gains little from a second thread
-        and loses when the cores are shared); see ``benchmarks/README.md`` ("Threads") for
-        the measurement. The numba engine runs its fixed row blocks on ``num_threads``
+        ``_probe_joint.PARALLEL_MACS`` (100 M) multiply-adds (from about 5 classes for
+        the 25 probes of a 13 x 768 model; 1.5x faster on 2 cores, 1.9x at 150 classes),
+        one thread below (2 classes: a step of a few small kernels gained nothing from a
+        second thread); see ``benchmarks/README.md`` ("Threads") for the measurement. The numba engine runs its fixed row blocks on ``num_threads``
         numba threads (default ``torch.get_num_threads()``); its result does not depend on
         that number either.
     progress : bool
