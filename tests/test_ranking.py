@@ -101,9 +101,18 @@ def test_minimal_set_returns_first_passing_k(planted):
     grid = tuple(range(1, 13))  # k = 1..12 of 100 neurons
     kw = {"lr": 0.02, "epochs": 5}
     res = minimal_set(
-        Xtr, ytr, Xdv, ydv, ordering, base_score=base, delta=5, grid=grid, round_size=3,
-        progress=False, **kw,
-    )  # fmt: skip
+        Xtr,
+        ytr,
+        Xdv,
+        ydv,
+        ordering,
+        base_score=base,
+        delta=5,
+        grid=grid,
+        round_size=3,
+        progress=False,
+        **kw,
+    )
     # The one-by-one search.
     first = None
     for k in range(1, 13):
@@ -118,9 +127,18 @@ def test_minimal_set_returns_first_passing_k(planted):
     assert res.dev_score > res.threshold == pytest.approx(base * 0.95)
     # Rounds change nothing.
     one = minimal_set(
-        Xtr, ytr, Xdv, ydv, ordering, base_score=base, delta=5, grid=grid, round_size=1,
-        progress=False, **kw,
-    )  # fmt: skip
+        Xtr,
+        ytr,
+        Xdv,
+        ydv,
+        ordering,
+        base_score=base,
+        delta=5,
+        grid=grid,
+        round_size=1,
+        progress=False,
+        **kw,
+    )
     assert one.k == res.k and len(one.curve) == first
     assert res.curve.k.tolist()[: len(one.curve)] == one.curve.k.tolist()
 
@@ -140,3 +158,64 @@ def test_minimal_set_errors(planted):
         minimal_set(Xtr, ytr, Xdv, ydv, [1, 1], base_score=0.5)
     with pytest.raises(ValueError, match="'delta' parameter of minimal_set"):
         minimal_set(Xtr, ytr, Xdv, ydv, [1, 2], base_score=0.5, delta=150)
+
+
+def test_joint_searches_equal_the_searches_alone(planted):
+    """Several orderings and seeds searched in shared passes give each search's own answer."""
+    from redundancy.analysis.ranking import minimal_sets
+
+    Xtr, ytr, Xdv, ydv = planted
+    rest = [i for i in range(100) if i not in (11, 42, 77)]
+    orders = {
+        "late": np.array(rest[:4] + [11, 42, 77] + rest[4:]),
+        "early": np.array([11, 42, 77] + rest),
+    }
+    base = evaluate(train_probe(Xtr, ytr, lr=0.01, progress=False), Xdv, ydv)
+    kw = {"lr": 0.02, "epochs": 5, "delta": 5, "grid": tuple(range(1, 13)), "round_size": 3}
+    joint = minimal_sets(
+        Xtr,
+        ytr,
+        Xdv,
+        ydv,
+        orders,
+        base_scores=dict.fromkeys(orders, base),
+        seeds={"late": 3, "early": 4},
+        progress=False,
+        **kw,
+    )
+    for key, seed in (("late", 3), ("early", 4)):
+        alone = minimal_set(
+            Xtr,
+            ytr,
+            Xdv,
+            ydv,
+            orders[key],
+            base_score=base,
+            random_state=seed,
+            progress=False,
+            **kw,
+        )
+        assert joint[key].k == alone.k
+        assert joint[key].dev_score == pytest.approx(alone.dev_score, abs=1e-6)
+        np.testing.assert_allclose(joint[key].probe.weight, alone.probe.weight, atol=1e-5)
+    assert joint["early"].k < joint["late"].k
+
+
+def test_a_seed_per_subset_trains_each_probe_as_alone(planted):
+    from redundancy.analysis.probes import train_probes
+
+    Xtr, ytr, _, _ = planted
+    both = train_probes(
+        Xtr,
+        ytr,
+        {"a": [1, 2, 3], "b": [4, 5]},
+        random_state={"a": 7, "b": 9},
+        epochs=2,
+        progress=False,
+    )
+    assert set(both) == {"a", "b"}
+    for key, ids, seed in (("a", [1, 2, 3], 7), ("b", [4, 5], 9)):
+        alone = train_probe(Xtr, ytr, ids, random_state=seed, epochs=2, progress=False)
+        np.testing.assert_allclose(both[key].weight, alone.weight, atol=1e-6)
+    with pytest.raises(ValueError, match="one seed per subset"):
+        train_probes(Xtr, ytr, {"a": [1]}, random_state={"b": 1}, progress=False)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -318,10 +318,11 @@ def train_probes(
     l1, l2 : float
         Weights of ``sum |W|`` and of the unsquared Frobenius norm of ``W`` (per probe).
     lr, batch_size, epochs : Adam learning rate, rows per step (in data order), epochs.
-    random_state : int or sequence of int
+    random_state : int, sequence of int or mapping
         Seed of the initialisation (see the module docstring). A sequence trains every
         subset once per seed, jointly, each probe exactly as it would be trained alone
-        with that seed; the result is then keyed ``(key, seed)``.
+        with that seed; the result is then keyed ``(key, seed)``. A mapping gives each
+        subset (by key) its own seed; keys stay as given.
     device : {"cpu", "cuda", None}
         None picks the GPU when there is one.
     num_threads : int or None
@@ -417,6 +418,9 @@ def _check_hyper_parameters(l1, l2, lr, batch_size, epochs, num_threads, caller)
 
 def _check_seeds(random_state, caller) -> tuple[list[int], bool]:
     """(seeds, whether a sequence was given)."""
+    if isinstance(random_state, Mapping):  # one seed per subset: keys stay as given
+        seeds = {k: constraints.check("random_state", s, caller) for k, s in random_state.items()}
+        return seeds, False
     if isinstance(random_state, (list, tuple, np.ndarray)):
         seeds = [constraints.check("random_state", s, caller) for s in random_state]
         if not seeds or len(set(seeds)) != len(seeds):
@@ -446,12 +450,17 @@ def _distinct_probes(subsets, seeds, n_cols, caller):
         subsets = {str(i): s for i, s in enumerate(subsets)}
     if not subsets:
         raise ValueError(f"The 'subsets' parameter of {caller} must not be empty.")
+    if isinstance(seeds, dict) and set(seeds) != set(subsets):
+        raise ValueError(
+            f"A mapping 'random_state' of {caller} must give one seed per subset: it has "
+            f"{len(seeds)} keys for {len(subsets)} subsets."
+        )
     unique, index, named = [], {}, {}
     for name, sub in subsets.items():
         ids = _as_neurons(sub, n_cols, str(name))
         if ids.size == 0:
             raise ValueError(f"Subset {str(name)!r} of {caller} selects no neurons.")
-        for seed in seeds:
+        for seed in [seeds[name]] if isinstance(seeds, dict) else seeds:
             key = (ids.tobytes(), seed)
             if key not in index:
                 index[key] = len(unique)

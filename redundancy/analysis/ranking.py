@@ -35,6 +35,7 @@ __all__ = [
     "lca_entry_steps",
     "lca_ranking",
     "minimal_set",
+    "minimal_sets",
     "rank_neurons",
 ]
 
@@ -200,22 +201,19 @@ class MinimalSetResult:
     curve: pd.DataFrame = field(repr=False)
 
 
-def minimal_set(
-    X_train,
-    y_train,
-    X_dev,
-    y_dev,
-    ordering,
-    *,
-    base_score: float,
-    delta: float = 1.0,
-    grid=PERCENT_GRID,
-    n_total: int | None = None,
-    metric: str | None = None,
-    round_size: int = 10,
-    progress: bool = True,
-    **probe_kwargs,
-) -> MinimalSetResult:
+def _check_ordering(ordering, caller) -> np.ndarray:
+    ordering = np.asarray(ordering, dtype=np.int64)
+    if ordering.ndim != 1 or ordering.size == 0:
+        raise ValueError(
+            f"The 'ordering' parameter of {caller} must be a non-empty 1-D array of neuron "
+            f"ids (for example rank_neurons(oracle_probe)). Got shape {ordering.shape} instead."
+        )
+    if np.unique(ordering).size != ordering.size:
+        raise ValueError(f"The 'ordering' parameter of {caller} must not repeat neurons.")
+    return ordering
+
+
+def minimal_set(X_train, y_train, X_dev, y_dev, ordering, *, base_score: float, **kwargs):
     """Smallest top-``k`` of ``ordering`` whose retrained probe keeps ``base_score``.
 
     Tries ``k`` for each grid percentage in order and returns the first one with dev score
@@ -232,81 +230,159 @@ def minimal_set(
         oracle probe).
     base_score : float
         Dev score to keep (usually the oracle probe's).
-    delta : float
-        Allowed loss in percent of ``base_score`` (paper: 1).
-    grid : sequence of float
-        Percentages of ``n_total`` (:data:`PERCENT_GRID`, or :data:`FS_GRID`).
-    n_total : int, optional
-        Number of neurons percentages refer to; default ``X_train.shape[1]``.
-    metric : str, optional
-        See :func:`redundancy.probes.score`.
-    round_size : int
-        Grid sizes trained together per pass.
-    **probe_kwargs
-        Passed to :func:`train_probes` (``epochs``, ``random_state``, ``kind``, ...).
+    **kwargs
+        ``delta`` (allowed loss in percent of ``base_score``, paper: 1), ``grid``
+        (percentages of ``n_total``: :data:`PERCENT_GRID` or :data:`FS_GRID`), ``n_total``
+        (default ``X_train.shape[1]``), ``metric``, ``round_size`` (grid sizes trained
+        together per pass, 10), ``progress``, and :func:`train_probes` options
+        (``epochs``, ``random_state``, ``kind``, ...); see :func:`minimal_sets`.
     """
-    caller = "minimal_set"
-    ordering = np.asarray(ordering, dtype=np.int64)
-    if ordering.ndim != 1 or ordering.size == 0:
-        raise ValueError(
-            f"The 'ordering' parameter of {caller} must be a non-empty 1-D array of neuron "
-            f"ids (for example rank_neurons(oracle_probe)). Got shape {ordering.shape} instead."
-        )
-    if np.unique(ordering).size != ordering.size:
-        raise ValueError(f"The 'ordering' parameter of {caller} must not repeat neurons.")
+    seed = kwargs.pop("random_state", 42)
+    return minimal_sets(
+        X_train,
+        y_train,
+        X_dev,
+        y_dev,
+        {0: ordering},
+        base_scores={0: base_score},
+        seeds={0: seed},
+        caller="minimal_set",
+        **kwargs,
+    )[0]
+
+
+def minimal_sets(
+    X_train,
+    y_train,
+    X_dev,
+    y_dev,
+    orderings: dict,
+    *,
+    base_scores: dict,
+    seeds: dict | None = None,
+    delta: float = 1.0,
+    grid=PERCENT_GRID,
+    n_total: int | None = None,
+    metric: str | None = None,
+    round_size: int = 10,
+    progress: bool = True,
+    caller: str = "minimal_sets",
+    **probe_kwargs,
+) -> dict:
+    """:func:`minimal_set` for several orderings at once (e.g. one per seed), sharing every
+    pass over ``X_train``: each round trains the next ``round_size`` grid sizes of every
+    search that has not found its set yet, each with its own seed (``seeds[key]``), and
+    every search stops at its own first passing size, exactly as it would alone.
+
+    Returns
+    -------
+    dict
+        ``{key: MinimalSetResult}``, keys of ``orderings``.
+    """
+    orders = {key: _check_ordering(o, caller) for key, o in orderings.items()}
     if not (isinstance(round_size, int) and round_size >= 1):
         raise ValueError(
             f"The 'round_size' parameter of {caller} must be a positive int. "
             f"Got {round_size!r} instead."
         )
     delta = check("delta", delta, caller)
+    seeds = seeds or dict.fromkeys(orders, 42)
     n_total = int(n_total) if n_total is not None else int(X_train.shape[1])
-    threshold = float(base_score) * (1 - delta / 100)
-    sizes = grid_sizes(grid, n_total, ordering.size)
-    rows, chosen = [], None
-    bar = progress_bar(
-        total=len(sizes), desc="minimal set", unit="size", progress=progress, leave=False
-    )
-    for start in range(0, len(sizes), round_size):
-        batch = sizes[start : start + round_size]
-        subsets = {str(k): ordering[:k] for _, k in batch}
-        probes = train_probes(X_train, y_train, subsets, progress=False, **probe_kwargs)
-        scores = evaluate_probes(probes, X_dev, y_dev, metric)
-        for pct, k in batch:
-            ok = scores[str(k)] > threshold
-            rows.append({"k": k, "percent": pct, "dev_score": scores[str(k)], "passed": ok})
-            if ok and chosen is None:
-                chosen = (pct, k, probes[str(k)], scores[str(k)])
-        bar.update(len(batch))
-        if chosen is not None:
-            break
-    bar.close()
-    passed = chosen is not None
-    if not passed:
-        warnings.warn(
-            f"No grid size reached {threshold:.4f} (base {base_score:.4f}, delta {delta}%); "
-            f"minimal_set returns all {ordering.size} ordered neurons.",
-            stacklevel=2,
+    searches = {
+        key: _Search(
+            o, float(base_scores[key]) * (1 - delta / 100), grid_sizes(grid, n_total, o.size)
         )
-        k = ordering.size
-        if sizes[-1][1] == k:  # the whole ordering was the last grid size
-            pct, probe, dev = sizes[-1][0], probes[str(k)], scores[str(k)]
-        else:
-            pct = 100.0 * k / n_total
-            probe = train_probes(X_train, y_train, [ordering], progress=False, **probe_kwargs)["0"]
-            dev = evaluate_probes({"p": probe}, X_dev, y_dev, metric)["p"]
-            rows.append({"k": k, "percent": pct, "dev_score": dev, "passed": dev > threshold})
-        chosen = (pct, k, probe, dev)
-    pct, k, probe, dev = chosen
-    logger.info("minimal set: %d neurons (%.1f%%), dev %.4f > %.4f", k, pct, dev, threshold)
-    return MinimalSetResult(
-        k=int(k),
-        percent=float(pct),
-        neurons=ordering[:k].copy(),
-        probe=probe,
-        dev_score=float(dev),
-        base_score=float(base_score),
-        threshold=threshold,
-        passed=passed,
-        curve=pd.DataFrame(rows, columns=["k", "percent", "dev_score", "passed"]),
+        for key, o in orders.items()
+    }
+    bar = progress_bar(
+        total=sum(len(s.sizes) for s in searches.values()),
+        desc="minimal set",
+        unit="size",
+        progress=progress,
+        leave=False,
     )
+    with bar:
+        while any(s.todo for s in searches.values()):
+            batch = {(key, k): s for key, s in searches.items() for _, k in s.next(round_size)}
+            subsets = {(key, k): s.ordering[:k] for (key, k), s in batch.items()}
+            state = {name: seeds[name[0]] for name in subsets}
+            probes = train_probes(
+                X_train, y_train, subsets, random_state=state, progress=False, **probe_kwargs
+            )
+            scores = evaluate_probes(probes, X_dev, y_dev, metric)
+            for (key, k), s in batch.items():
+                s.record(k, scores[(key, k)], probes[(key, k)])
+            bar.update(len(batch))
+    fill = dict(X_train=X_train, y_train=y_train, X_dev=X_dev, y_dev=y_dev, metric=metric)
+    return {
+        key: s.result(
+            n_total, base_scores[key], {**probe_kwargs, "random_state": seeds[key]}, fill, caller
+        )
+        for key, s in searches.items()
+    }
+
+
+class _Search:
+    """The state of one minimal-set search over a grid of sizes."""
+
+    def __init__(self, ordering, threshold: float, sizes: list):
+        self.ordering, self.threshold, self.sizes = ordering, threshold, sizes
+        self.pos, self.rows, self.chosen, self.last = 0, [], None, None
+        self.percent = {k: pct for pct, k in sizes}
+
+    @property
+    def todo(self) -> bool:
+        return self.chosen is None and self.pos < len(self.sizes)
+
+    def next(self, n: int) -> list:
+        if not self.todo:
+            return []
+        batch = self.sizes[self.pos : self.pos + n]
+        self.pos += len(batch)
+        return batch
+
+    def record(self, k: int, dev: float, probe) -> None:
+        ok = dev > self.threshold
+        self.rows.append({"k": k, "percent": self.percent[k], "dev_score": dev, "passed": ok})
+        self.last = (self.percent[k], k, probe, dev)
+        if ok and self.chosen is None:  # later sizes of the same round stay in the curve
+            self.chosen = self.last
+
+    def result(self, n_total, base_score, probe_kwargs, data, caller) -> MinimalSetResult:
+        passed = self.chosen is not None
+        if not passed:
+            self.chosen = self._fallback(n_total, probe_kwargs, data, caller, base_score)
+        pct, k, probe, dev = self.chosen
+        logger.info(
+            "minimal set: %d neurons (%.1f%%), dev %.4f > %.4f", k, pct, dev, self.threshold
+        )
+        return MinimalSetResult(
+            k=int(k),
+            percent=float(pct),
+            neurons=self.ordering[:k].copy(),
+            probe=probe,
+            dev_score=float(dev),
+            base_score=float(base_score),
+            threshold=self.threshold,
+            passed=passed,
+            curve=pd.DataFrame(self.rows, columns=["k", "percent", "dev_score", "passed"]),
+        )
+
+    def _fallback(self, n_total, probe_kwargs, data, caller, base_score):
+        """No grid size passed: every ordered neuron (trained here unless it was the last
+        grid size)."""
+        warnings.warn(
+            f"No grid size reached {self.threshold:.4f} (base {base_score:.4f}); {caller} "
+            f"returns all {self.ordering.size} ordered neurons.",
+            stacklevel=4,
+        )
+        k = self.ordering.size
+        if self.sizes[-1][1] == k:
+            return self.last
+        probe = train_probes(
+            data["X_train"], data["y_train"], [self.ordering], progress=False, **probe_kwargs
+        )["0"]
+        dev = evaluate_probes({"p": probe}, data["X_dev"], data["y_dev"], data["metric"])["p"]
+        pct = 100.0 * k / n_total
+        self.rows.append({"k": k, "percent": pct, "dev_score": dev, "passed": dev > self.threshold})
+        return (pct, k, probe, dev)

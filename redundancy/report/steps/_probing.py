@@ -45,23 +45,33 @@ def probe_data(model: str, task_name: str, cfg: Config) -> ProbeData:
 
 
 def train_seeds(data: ProbeData, subsets: dict, cfg: Config, seeds, *, control=False) -> dict:
-    """Probes on every subset for every seed: ``{(name, seed): LinearProbe}``.
+    """Probes on every subset for every seed: ``{(name, seed): LinearProbe}``, all seeds in
+    one pass over X, each probe as if trained alone.
 
     ``control`` trains on the control task (its labels drawn with the first seed of the run).
     """
+    return _train(data, subsets, cfg, [int(s) for s in seeds], control)
+
+
+def train_keyed(data: ProbeData, subsets: dict, seeds: dict, cfg: Config) -> dict:
+    """Probes on subsets that each have their own seed (``seeds[key]``), in one pass:
+    ``{key: LinearProbe}`` (e.g. clusters' representatives drawn per seed)."""
+    return _train(data, subsets, cfg, {k: int(s) for k, s in seeds.items()}, False)
+
+
+def _train(data, subsets, cfg, random_state, control) -> dict:
     from ...analysis.probes import train_probes
 
     y = data.labels("train", control, cfg.random_state)
     kind = "classification" if control else data.task.kind
     n_classes = data.task.n_classes if kind == "classification" else None
-    # every seed in one pass over X; keys (name, seed), each probe as if trained alone
     return train_probes(
         data.train.X,
         y,
         subsets,
         kind=kind,
         n_classes=n_classes,
-        random_state=[int(s) for s in seeds],
+        random_state=random_state,
         progress=True,
         **cfg.probe_options(),
     )

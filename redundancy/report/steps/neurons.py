@@ -9,7 +9,7 @@ import pandas as pd
 from ..cache import cached, check_keys, check_table
 from ..config import Config
 from ..features import features_identity, get_activations
-from ._probing import evaluate, interval, probe_data, train_seeds
+from ._probing import evaluate, interval, probe_data, train_keyed, train_seeds
 from .layers import _probe_inputs, layer_probe_scores, oracle_probes, oracle_scores
 
 __all__ = ["cc_sweep", "cluster_windows_for", "minimal_sets", "neuron_correlation"]
@@ -46,31 +46,31 @@ def _sweep_run(model, task_name, cfg) -> pd.DataFrame:
     Z = clustering.correlation_linkage(corr)
     stats = clustering.threshold_sweep(None, cfg.thresholds, Z=Z).set_index("threshold")
     labels = {t: clustering.cluster_neurons(None, t, Z=Z) for t in cfg.thresholds}
+    subsets = {
+        (t, seed): clustering.select_representatives(
+            labels[t], method=cfg.representative, random_state=seed, corr=corr
+        )
+        for seed in cfg.seeds
+        for t in cfg.thresholds
+    }
+    probes = train_keyed(data, subsets, {key: key[1] for key in subsets}, cfg)
+    dev, test = evaluate(data, probes, "dev", cfg=cfg), evaluate(data, probes, "test", cfg=cfg)
     rows = []
-    for seed in cfg.seeds:
-        subsets = {
-            t: clustering.select_representatives(
-                labels[t], method=cfg.representative, random_state=seed, corr=corr
-            )
-            for t in cfg.thresholds
-        }
-        probes = train_seeds(data, subsets, cfg, [seed])
-        dev, test = evaluate(data, probes, "dev", cfg=cfg), evaluate(data, probes, "test", cfg=cfg)
-        for t in cfg.thresholds:
-            row = stats.loc[t]
-            rows.append(
-                {
-                    "threshold": t,
-                    "seed": seed,
-                    "n_clusters": int(row["n_clusters"]),
-                    "n_kept": int(subsets[t].size),
-                    "n_neurons": int(corr.shape[0]),
-                    "fraction_redundant": float(row["fraction_redundant"]),
-                    "largest_cluster": int(row["largest_cluster"]),
-                    "dev": dev[(t, seed)],
-                    "test": test[(t, seed)],
-                }
-            )
+    for (t, seed), kept in subsets.items():
+        row = stats.loc[t]
+        rows.append(
+            {
+                "threshold": t,
+                "seed": seed,
+                "n_clusters": int(row["n_clusters"]),
+                "n_kept": int(kept.size),
+                "n_neurons": int(corr.shape[0]),
+                "fraction_redundant": float(row["fraction_redundant"]),
+                "largest_cluster": int(row["largest_cluster"]),
+                "dev": dev[(t, seed)],
+                "test": test[(t, seed)],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -149,40 +149,45 @@ def cluster_windows_for(
 
 
 # ------------------------------------------------------------------------ ranking
-def _minimal_set_of_seed(data, seed, oracle, oracle_dev, cfg) -> tuple[dict, object]:
-    from ...analysis.ranking import minimal_set, rank_neurons
+def _search_all_seeds(data, oracles, oracle_dev, cfg) -> tuple[list, list]:
+    """Every seed's minimal set, searched in shared passes: seed ``s`` ranks from its own
+    oracle and trains its own probes. Returns the records and ``(probe, ordering)`` pairs."""
+    from ...analysis.ranking import minimal_sets, rank_neurons
 
-    order = rank_neurons(oracle)
-    res = minimal_set(
+    orders = {seed: rank_neurons(oracles[seed]) for seed in cfg.seeds}
+    found = minimal_sets(
         data.train.X,
         data.train.labels,
         data.acts["dev"].X,
         data.acts["dev"].labels,
-        order,
-        base_score=oracle_dev,
+        orders,
+        base_scores={s: float(oracle_dev[s]) for s in cfg.seeds},
+        seeds={s: s for s in cfg.seeds},
         delta=cfg.delta,
         metric=data.task.metric,
         kind=data.task.kind,
         progress=True,
-        random_state=seed,
         **cfg.probe_options(),
     )
-    n = data.train.n_neurons
-    test = evaluate(data, {"p": res.probe}, "test", cfg=cfg)["p"]
-    share = np.bincount(res.neurons // data.train.n_hidden, minlength=data.train.n_layers)
-    record = {
-        "seed": seed,
-        "k": res.k,
-        "n_total": n,
-        "fraction": res.k / n,
-        "passed": res.passed,
-        "dev": res.dev_score,
-        "test": test,
-        "oracle_dev": oracle_dev,
-        "curve": {"k": res.curve["k"].tolist(), "dev": res.curve["dev_score"].tolist()},
-        "layer_share": (share / max(res.k, 1)).tolist(),
-    }
-    return record, (res.probe, order)
+    test = evaluate(data, {s: r.probe for s, r in found.items()}, "test", cfg=cfg)
+    n, records = data.train.n_neurons, []
+    for seed, res in found.items():
+        share = np.bincount(res.neurons // data.train.n_hidden, minlength=data.train.n_layers)
+        records.append(
+            {
+                "seed": seed,
+                "k": res.k,
+                "n_total": n,
+                "fraction": res.k / n,
+                "passed": res.passed,
+                "dev": res.dev_score,
+                "test": test[seed],
+                "oracle_dev": float(oracle_dev[seed]),
+                "curve": {"k": res.curve["k"].tolist(), "dev": res.curve["dev_score"].tolist()},
+                "layer_share": (share / max(res.k, 1)).tolist(),
+            }
+        )
+    return records, [(found[s].probe, orders[s]) for s in cfg.seeds]
 
 
 def _selectivity_curve(data, order, k_min, cfg) -> dict:
@@ -206,13 +211,7 @@ def _minimal_sets_run(model, task_name, cfg) -> dict:
     data = probe_data(model, task_name, cfg)
     oracles = oracle_probes(model, task_name, cfg)
     oracle_dev = oracle_scores(layer_probe_scores(model, task_name, cfg)).set_index("seed")["dev"]
-    records, found = [], []
-    for seed in cfg.seeds:
-        record, probe_order = _minimal_set_of_seed(
-            data, seed, oracles[seed], float(oracle_dev[seed]), cfg
-        )
-        records.append(record)
-        found.append(probe_order)
+    records, found = _search_all_seeds(data, oracles, oracle_dev, cfg)
     out = {"seeds": records, "interval": interval(data, [p for p, _ in found], cfg)}
     if cfg.control_tasks and data.task.kind == "classification":
         out["selectivity"] = _selectivity_curve(data, found[0][1], records[0]["k"], cfg)
