@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     data = json.loads(args.output.read_text()) if args.output.is_file() else {}
     data.setdefault("book", {})[args.name] = entry
-    args.output.write_text(json.dumps(data, indent=1))
+    args.output.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps(entry, indent=1))
     return result["returncode"]
 

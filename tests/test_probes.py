@@ -464,3 +464,36 @@ def test_threads_are_chosen_by_work_per_step_and_do_not_change_results():
         np.testing.assert_array_equal(runs[0][key].weight, runs[1][key].weight)
         np.testing.assert_array_equal(runs[1][key].weight, runs[2][key].weight)
         np.testing.assert_array_equal(runs[0][key].bias, runs[2][key].bias)
+
+
+def test_pooled_small_atoms_train_each_probe_as_alone():
+    """Independently drawn subsets (cluster representatives) make one atom per column; they
+    are pooled into one masked block, and every probe still trains as it would alone."""
+    from redundancy.analysis._probe_joint import _MAX_SMALL_ATOMS
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((700, 90), dtype=np.float32)
+    y = np.argmax(X[:, :9] @ rng.standard_normal((9, 4), dtype=np.float32), axis=1)
+    sets = {f"s{i}": np.sort(rng.choice(90, size, replace=False)) for i, size in
+            enumerate([80, 60, 45, 30, 20, 9, 70])}  # fmt: skip
+    # a layer-like contiguous range beside them stays an atom of its own
+    sets["block"] = np.arange(90)
+    seeds = {k: i for i, k in enumerate(sets)}
+    model = _joint(list(sets.values()), list(seeds.values()), 4)
+    assert sum(m is not None for m in model.masks) == 1
+    assert len(model.atoms) < _MAX_SMALL_ATOMS  # pooled, not one block per column
+    kw = dict(epochs=2, l1=1e-3, l2=1e-2, lr=1e-2, progress=False)
+    joint = train_probes(X, y, sets, random_state=seeds, **kw)
+    for k, sub in sets.items():
+        alone = train_probes(X, y, {k: sub}, random_state=seeds[k], **kw)[k]
+        np.testing.assert_allclose(joint[k].weight, alone.weight, atol=2e-6, err_msg=k)
+        np.testing.assert_allclose(joint[k].bias, alone.bias, atol=2e-6, err_msg=k)
+    # the weights a probe does not own are exactly zero after training
+    from redundancy.analysis._probe_joint import fit
+
+    fit(model, X, y, "classification", 4, 1e-3, 1e-2, 1e-2, 128, 2, "cpu", False)
+    a = next(i for i, m in enumerate(model.masks) if m is not None)
+    a0, a1, probes, r0, r1, off = model.atoms[a]
+    blk = model.theta.numpy()[off : off + (r1 - r0) * (a1 - a0)].reshape(r1 - r0, a1 - a0)
+    owned = np.repeat(model.masks[a], 4, axis=0)
+    assert np.all(blk[~owned] == 0.0) and np.all(blk[owned] != 0.0)

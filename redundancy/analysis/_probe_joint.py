@@ -11,6 +11,16 @@ weight gradient, and one pass over the flat buffers for the penalties and Adam.
 The probes of one subset trained with several seeds are simply more probes reading the
 same atoms (more rows in each block).
 
+Many small atoms. Subsets drawn independently (one cluster representative per cluster, at
+every threshold and seed) share almost no membership pattern: 27 such subsets of 2,688
+neurons make 2,683 atoms, and two tiny products per atom per step cost far more in calls
+than in arithmetic (47 ms a step where the products need 2). When more than
+``_MAX_SMALL_ATOMS`` atoms have fewer than ``_SMALL_ATOM`` columns, their columns are
+pooled into one block read by every probe that reads any of them, with a fixed 0/1 mask:
+the weights a probe does not own start at zero and their gradient is masked to zero, so
+the L1 sign term, the L2 norm and Adam leave them at exactly zero and every probe trains
+as it would alone (to float32 rounding of the longer sums).
+
 Compute dtype. With ``"bfloat16"`` the two products per atom take bfloat16 operands (the
 batch, and a bfloat16 copy of the weights refreshed after every step) and give bfloat16
 results, accumulated in float32 inside the product; the logits are widened to float32
@@ -56,6 +66,11 @@ _CHUNK_BATCHES = 64
 # 5 classes (101 M) 4.10 / 2.80 (6.77 / 4.57 busy); 50 classes (1.0 G) 28.5 / 16.7
 # (31.1 / 31.5 busy); 150 classes (3.0 G) 85.6 / 45.8 (83.4 / 78.3 busy).
 PARALLEL_MACS = 100e6
+
+# Atoms narrower than this many columns are pooled into one masked block when there are more
+# than _MAX_SMALL_ATOMS of them (see the module docstring, "Many small atoms").
+_SMALL_ATOM = 64
+_MAX_SMALL_ATOMS = 16
 
 
 def _torch_dtype(X):
@@ -121,6 +136,35 @@ def _atoms(neuron_sets):
     atom_of_col = atom_rank[inverse][order]
     bounds = np.flatnonzero(np.diff(atom_of_col)) + 1
     return member, union, cols, np.r_[0, bounds], np.r_[bounds, cols.size]
+
+
+def _blocks(neuron_sets):
+    """(gathered column order, blocks): each block ``(a0, a1, probes, mask)`` covers the
+    gathered columns ``[a0, a1)`` read by ``probes``; ``mask`` is None for an atom, else the
+    (len(probes), a1 - a0) membership of the pooled block of small atoms."""
+    member, union, cols, starts, ends = _atoms(neuron_sets)
+
+    def probes_of(c):
+        return np.flatnonzero(member[:, np.searchsorted(union, c)])
+
+    small = (ends - starts) < _SMALL_ATOM
+    if small.sum() <= _MAX_SMALL_ATOMS:
+        return cols, [(a0, a1, probes_of(cols[a0]), None) for a0, a1 in zip(starts, ends)]
+    big = [(a0, a1) for a0, a1, s in zip(starts, ends, small) if not s]
+    pooled = np.sort(np.concatenate([cols[a0:a1] for a0, a1, s in zip(starts, ends, small) if s]))
+    blocks, pos = [], 0
+    for a0, a1 in big:
+        blocks.append((pos, pos + a1 - a0, probes_of(cols[a0]), None))
+        pos += a1 - a0
+    sub = member[:, np.searchsorted(union, pooled)]
+    probes = np.flatnonzero(sub.any(axis=1))
+    blocks.append((pos, pos + pooled.size, probes, sub[probes]))
+    return np.concatenate([cols[a0:a1] for a0, a1 in big] + [pooled]), blocks
+
+
+def _masked_mm(a, b, out, mask):
+    torch.mm(a, b, out=out)
+    out.mul_(mask)
 
 
 class WorkSharing:
@@ -191,16 +235,18 @@ class JointProbes:
         self.sets, self.seeds = neuron_sets, list(seeds)
         self.half = compute_dtype == "bfloat16"
         self.fused = fused and device == "cpu"
-        member, union, self.cols, starts, ends = _atoms(neuron_sets)
+        self.cols, blocks = _blocks(neuron_sets)
         self.contiguous = bool(np.all(np.diff(self.cols) == 1))
         self.c0 = int(self.cols[0])
         self.gather = None if self.contiguous else torch.as_tensor(self.cols, device=device)
         self.atoms = []  # (a0, a1, probes, r0, r1, off)
+        self.masks = []  # None, or the block's (probes, columns) membership
         row_out, row_probe, row_len, row_off, r, off = [], [], [], [], 0, 0
-        for a0, a1 in zip(starts.tolist(), ends.tolist()):
-            probes = np.flatnonzero(member[:, np.searchsorted(union, self.cols[a0])])
+        for a0, a1, probes, mask in blocks:
+            a0, a1 = int(a0), int(a1)
             m = probes.size * n_out
             self.atoms.append((a0, a1, probes, r, r + m, off))
+            self.masks.append(mask)
             row_out.append((probes[:, None] * n_out + np.arange(n_out)[None, :]).ravel())
             row_probe.append(np.repeat(probes, n_out))
             row_len.append(np.full(m, a1 - a0))
@@ -233,18 +279,24 @@ class JointProbes:
         bounds = np.unique(np.r_[0, cuts, self.R])
         self.row_chunks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
+    def _owned(self, a: int, j: int):
+        """Gathered columns of block ``a`` that its ``j``-th probe reads (slice or mask)."""
+        mask = self.masks[a]
+        return slice(None) if mask is None else mask[j]
+
     def _init_parameters(self, init):
-        theta = np.empty(self.n_params, dtype=np.float32)
+        theta = np.zeros(self.n_params, dtype=np.float32)
         bias = np.empty(self.P * self.C, dtype=np.float32)
         for p, s in enumerate(self.sets):
             w0, b0 = init(s.size, self.C, self.seeds[p])
             bias[p * self.C : (p + 1) * self.C] = b0
-            for a0, a1, probes, _, _, off in self.atoms:
+            for a, (a0, a1, probes, _, _, off) in enumerate(self.atoms):
                 j = np.searchsorted(probes, p)
                 if j < probes.size and probes[j] == p:
-                    n_a = a1 - a0
+                    n_a, own = a1 - a0, self._owned(a, j)
                     blk = theta[off : off + probes.size * self.C * n_a].reshape(-1, n_a)
-                    blk[j * self.C : (j + 1) * self.C] = w0[:, np.searchsorted(s, self.cols[a0:a1])]
+                    cols = self.cols[a0:a1][own]
+                    blk[j * self.C : (j + 1) * self.C, own] = w0[:, np.searchsorted(s, cols)]
         dev = self.device
         self.theta = torch.from_numpy(theta).to(dev)
         self.bias = torch.from_numpy(bias).to(dev)
@@ -258,6 +310,12 @@ class JointProbes:
         weights = self.theta16 if self.half else self.theta
         self.W = [self._view(weights, a) for a in self.atoms]
         self.gW = [self._view(self.grad, a) for a in self.atoms]
+        self.gmask = [
+            None
+            if m is None
+            else torch.as_tensor(np.repeat(m, self.C, axis=0), dtype=cdtype, device=dev)
+            for m in self.masks
+        ]
         rows = np.add.reduceat(theta.astype(np.float64) ** 2, self.row_off) if theta.size else []
         self.row_sq = np.asarray(rows, dtype=np.float64)
 
@@ -310,7 +368,13 @@ class JointProbes:
         tasks = []
         for a in self.order:
             a0, a1, _, r0, r1, _ = self.atoms[a]
-            tasks.append(functools.partial(torch.mm, G[r0:r1], xg[:, a0:a1], out=self.gW[a]))
+            if self.gmask[a] is None:
+                task = functools.partial(torch.mm, G[r0:r1], xg[:, a0:a1], out=self.gW[a])
+            else:
+                task = functools.partial(
+                    _masked_mm, G[r0:r1], xg[:, a0:a1], self.gW[a], self.gmask[a]
+                )
+            tasks.append(task)
         self.team.run(tasks)
 
     def step(self, l1: float, l2: float, lr: float, betas=(0.9, 0.999), eps=1e-8) -> None:
@@ -378,11 +442,13 @@ class JointProbes:
         """
         s = self.sets[p]
         w = np.empty((self.C, s.size), dtype=np.float32)
-        for a0, a1, probes, r0, r1, off in self.atoms:
+        for a, (a0, a1, probes, r0, r1, off) in enumerate(self.atoms):
             j = np.searchsorted(probes, p)
             if j < probes.size and probes[j] == p:
+                own = self._owned(a, j)
                 blk = theta[off : off + (r1 - r0) * (a1 - a0)].reshape(r1 - r0, a1 - a0)
-                w[:, np.searchsorted(s, self.cols[a0:a1])] = blk[j * self.C : (j + 1) * self.C]
+                cols = self.cols[a0:a1][own]
+                w[:, np.searchsorted(s, cols)] = blk[j * self.C : (j + 1) * self.C, own]
         b = bias[p * self.C : (p + 1) * self.C].copy()
         return w, b
 
