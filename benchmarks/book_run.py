@@ -30,11 +30,12 @@ def _descendants(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         out.append(p)
-        try:
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
-        todo.extend(int(c) for c in children)
+        # children started by any thread of p (a kernel is launched from a worker thread)
+        for task in Path(f"/proc/{p}").glob("task/*/children"):
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except OSError:
+                continue
     return out
 
 
