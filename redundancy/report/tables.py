@@ -21,18 +21,21 @@ __all__ = [
 
 
 def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
-    """A styled table: ``percent`` columns (fractions) as percents, other floats with three
-    decimals, thousands separators for integers."""
+    """A styled table: ``percent`` columns (fractions) as percents, columns already in
+    percent (named "... (%)") with ``digits`` decimals, other floats with three decimals,
+    thousands separators for integers; float index values (thresholds) as written."""
     percent = [c for c in percent if c in df.columns]
     fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{100 * v:.{d}f}%") for c in percent}
     for c in df.columns:
         if c in fmt:
             continue
+        name = c[-1] if isinstance(c, tuple) else c
         if pd.api.types.is_integer_dtype(df[c]):
             fmt[c] = "{:,}"
         elif pd.api.types.is_float_dtype(df[c]):
-            fmt[c] = "{:.3f}"
+            fmt[c] = f"{{:.{digits}f}}" if str(name).endswith("(%)") else "{:.3f}"
     styler = df.style.format(fmt, na_rep="")
+    styler = styler.format_index(lambda v: f"{v:g}" if isinstance(v, float) else v, axis=0)
     return styler if index else styler.hide(axis="index")
 
 
