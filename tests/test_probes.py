@@ -467,21 +467,24 @@ def test_threads_are_chosen_by_work_per_step_and_do_not_change_results():
 
 
 def test_pooled_small_atoms_train_each_probe_as_alone():
-    """Independently drawn subsets (cluster representatives) make one atom per column; they
-    are pooled into one masked block, and every probe still trains as it would alone."""
-    from redundancy.analysis._probe_joint import _MAX_SMALL_ATOMS
+    """Independently drawn subsets (cluster representatives) and the prefixes of a ranking
+    (a minimal-set search) make one atom per column; their columns are pooled into one
+    masked block per chain of nested subsets, and every probe still trains as it would
+    alone."""
+    from redundancy.analysis._probe_joint import fit
 
     rng = np.random.default_rng(11)
-    X = rng.standard_normal((700, 90), dtype=np.float32)
+    X = rng.standard_normal((700, 120), dtype=np.float32)
     y = np.argmax(X[:, :9] @ rng.standard_normal((9, 4), dtype=np.float32), axis=1)
-    sets = {f"s{i}": np.sort(rng.choice(90, size, replace=False)) for i, size in
-            enumerate([80, 60, 45, 30, 20, 9, 70])}  # fmt: skip
-    # a layer-like contiguous range beside them stays an atom of its own
-    sets["block"] = np.arange(90)
-    seeds = {k: i for i, k in enumerate(sets)}
+    order = rng.permutation(120)
+    sets = {f"top{k}": np.sort(order[:k]) for k in range(3, 33, 3)}
+    sets.update({f"r{n}": np.sort(rng.choice(120, n, replace=False)) for n in (50, 40, 30, 9)})
+    keys = list(sets)
+    seeds = {k: i for i, k in enumerate(keys)}
     model = _joint(list(sets.values()), list(seeds.values()), 4)
-    assert sum(m is not None for m in model.masks) == 1
-    assert len(model.atoms) < _MAX_SMALL_ATOMS  # pooled, not one block per column
+    blocks = [set(probes.tolist()) for _, _, probes, *_ in model.atoms]
+    assert len(blocks) == 5  # the ranking's chain and the four lone subsets
+    assert {keys.index(k) for k in keys if k.startswith("top")} in blocks
     kw = dict(epochs=2, l1=1e-3, l2=1e-2, lr=1e-2, progress=False)
     joint = train_probes(X, y, sets, random_state=seeds, **kw)
     for k, sub in sets.items():
@@ -489,11 +492,28 @@ def test_pooled_small_atoms_train_each_probe_as_alone():
         np.testing.assert_allclose(joint[k].weight, alone.weight, atol=2e-6, err_msg=k)
         np.testing.assert_allclose(joint[k].bias, alone.bias, atol=2e-6, err_msg=k)
     # the weights a probe does not own are exactly zero after training
-    from redundancy.analysis._probe_joint import fit
-
     fit(model, X, y, "classification", 4, 1e-3, 1e-2, 1e-2, 128, 2, "cpu", False)
     a = next(i for i, m in enumerate(model.masks) if m is not None)
     a0, a1, probes, r0, r1, off = model.atoms[a]
     blk = model.theta.numpy()[off : off + (r1 - r0) * (a1 - a0)].reshape(r1 - r0, a1 - a0)
     owned = np.repeat(model.masks[a], 4, axis=0)
     assert np.all(blk[~owned] == 0.0) and np.all(blk[owned] != 0.0)
+
+
+def test_overlapping_subsets_share_one_pooled_block():
+    """Large independently drawn subsets overlap so much that gathering each one's columns
+    would cost more than one block over all of them: one masked block, same probes."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((600, 100), dtype=np.float32)
+    y = np.argmax(X[:, :9] @ rng.standard_normal((9, 3), dtype=np.float32), axis=1)
+    sets = {f"r{i}": np.sort(rng.choice(100, n, replace=False)) for i, n in
+            enumerate([90, 80, 75, 70, 60, 50])}  # fmt: skip
+    seeds = {k: 3 * i for i, k in enumerate(sets)}
+    model = _joint(list(sets.values()), list(seeds.values()), 3)
+    assert len(model.atoms) == 1 and model.masks[0] is not None
+    kw = dict(epochs=2, l1=1e-3, l2=1e-2, lr=1e-2, progress=False)
+    joint = train_probes(X, y, sets, random_state=seeds, **kw)
+    for k, sub in sets.items():
+        alone = train_probes(X, y, {k: sub}, random_state=seeds[k], **kw)[k]
+        np.testing.assert_allclose(joint[k].weight, alone.weight, atol=2e-6, err_msg=k)
+        np.testing.assert_allclose(joint[k].bias, alone.bias, atol=2e-6, err_msg=k)

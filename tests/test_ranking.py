@@ -141,6 +141,13 @@ def test_minimal_set_returns_first_passing_k(planted):
     )
     assert one.k == res.k and len(one.curve) == first
     assert res.curve.k.tolist()[: len(one.curve)] == one.curve.k.tolist()
+    # The default rounds (as many sizes as fit in n_total neurons) change nothing either:
+    # here k = 1..12 sum to 78 <= 100, so one round tries them all.
+    auto = minimal_set(
+        Xtr, ytr, Xdv, ydv, ordering, base_score=base, delta=5, grid=grid, progress=False, **kw
+    )
+    assert auto.k == res.k and len(auto.curve) == 12
+    assert auto.dev_score == pytest.approx(res.dev_score, abs=1e-6)
 
 
 def test_minimal_set_nothing_passes_warns(planted):

@@ -126,3 +126,31 @@ def test_ccfs_checks_layout(splits):
     (Xtr, ytr), (Xdv, ydv), (Xte, yte) = splits
     with pytest.raises(ValueError, match="n_layers \\* n_hidden"):
         ccfs(Xtr, ytr, Xdv, ydv, Xte, yte, n_layers=3, n_hidden=H)
+
+
+def test_ccfs_seeds_equals_each_sweep_alone(splits):
+    """Several seeds and both branches with shared passes give what each sweep gives alone
+    (CC probes trained jointly, FS searches in shared rounds)."""
+    pytest.importorskip("redundancy.analysis.clustering")
+    from redundancy.analysis.transfer import ccfs_seeds
+
+    (Xtr, ytr), (Xdv, ydv), (Xte, yte) = splits
+    inc = {
+        0: IncrementalScores(dev=[0.5, 0.5, 0.6, 0.99], test=[0.5, 0.5, 0.6, 0.98]),
+        5: IncrementalScores(dev=[0.5, 0.7, 0.98, 0.99], test=[0.5, 0.7, 0.97, 0.98]),
+    }
+    kw = dict(n_layers=L, n_hidden=H, lr=0.01, epochs=4, progress=False)
+    together = ccfs_seeds(Xtr, ytr, Xdv, ydv, Xte, yte, incremental=inc, **kw)
+    assert list(together) == [(0, 0.3), (0, None), (5, 0.3), (5, None)]
+    for (seed, threshold), runs in together.items():
+        alone = ccfs_sweep(
+            Xtr, ytr, Xdv, ydv, Xte, yte, incremental=inc[seed], threshold=threshold,
+            random_state=seed, probe_random_state=seed, **kw,
+        )  # fmt: skip
+        assert len(runs) == len(alone) == 3
+        for a, b in zip(runs, alone):
+            assert (a.layer, a.n_cc, a.n_fs, a.branch) == (b.layer, b.n_cc, b.n_fs, b.branch)
+            assert a.neurons == b.neurons and a.cc_neurons == b.cc_neurons
+            for step in ("cc", "fs"):
+                assert a.dev[step] == pytest.approx(b.dev[step], abs=2 / len(ydv))
+                assert a.test[step] == pytest.approx(b.test[step], abs=2 / len(yte))

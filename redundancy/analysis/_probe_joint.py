@@ -16,10 +16,15 @@ every threshold and seed) share almost no membership pattern: 27 such subsets of
 neurons make 2,683 atoms, and two tiny products per atom per step cost far more in calls
 than in arithmetic (47 ms a step where the products need 2). When more than
 ``_MAX_SMALL_ATOMS`` atoms have fewer than ``_SMALL_ATOM`` columns, their columns are
-pooled into one block read by every probe that reads any of them, with a fixed 0/1 mask:
-the weights a probe does not own start at zero and their gradient is masked to zero, so
-the L1 sign term, the L2 norm and Adam leave them at exactly zero and every probe trains
-as it would alone (to float32 rounding of the longer sums).
+pooled: the probes reading them are grouped into chains of nested subsets (the prefixes of
+one ranking searched for a minimal set; a lone subset) and each chain gets one block over
+the columns it reads, gathered for it (a column read by two chains is gathered twice),
+with a fixed 0/1 mask where a probe of the chain does not read a column; or, when that
+costs more (counting ``_GATHER_COST`` weights per gathered column), one block for all of
+them over the pooled columns. The weights a
+probe does not own start at zero and their gradient is masked to zero, so the L1 sign term,
+the L2 norm and Adam leave them at exactly zero and every probe trains as it would alone
+(to float32 rounding of the longer sums).
 
 Compute dtype. With ``"bfloat16"`` the two products per atom take bfloat16 operands (the
 batch, and a bfloat16 copy of the weights refreshed after every step) and give bfloat16
@@ -71,6 +76,10 @@ PARALLEL_MACS = 100e6
 # than _MAX_SMALL_ATOMS of them (see the module docstring, "Many small atoms").
 _SMALL_ATOM = 64
 _MAX_SMALL_ATOMS = 16
+# What gathering one more column of a batch costs, in weights of a block read per row
+# (index_select of strided columns against the products' arithmetic; measured on the
+# clustering sweep and minimal-set searches of the default book, 2-core AVX-512 VM).
+_GATHER_COST = 32
 
 
 def _torch_dtype(X):
@@ -138,10 +147,33 @@ def _atoms(neuron_sets):
     return member, union, cols, np.r_[0, bounds], np.r_[bounds, cols.size]
 
 
-def _blocks(neuron_sets):
+def _chains(member: np.ndarray) -> list[list[int]]:
+    """Probes (rows of ``member``) grouped into chains of nested column sets, greedily from
+    the smallest set: each set joins the first chain whose largest set it contains."""
+    chains, tops = [], []
+    for p in np.argsort(member.sum(axis=1), kind="stable"):
+        if tops:
+            inside = ~(member[tops] & ~member[p]).any(axis=1)
+            hit = np.flatnonzero(inside)
+            if hit.size:
+                chains[hit[0]].append(int(p))
+                tops[hit[0]] = int(p)
+                continue
+        chains.append([int(p)])
+        tops.append(int(p))
+    return chains
+
+
+def _blocks(neuron_sets, n_out: int):
     """(gathered column order, blocks): each block ``(a0, a1, probes, mask)`` covers the
-    gathered columns ``[a0, a1)`` read by ``probes``; ``mask`` is None for an atom, else the
-    (len(probes), a1 - a0) membership of the pooled block of small atoms."""
+    gathered columns ``[a0, a1)`` read by ``probes``; ``mask`` is None when every probe of
+    the block reads every column, else their (len(probes), a1 - a0) membership.
+
+    Atoms are blocks of their own. When there are many small atoms, their columns are
+    pooled instead: the probes reading them are grouped into chains of nested subsets
+    (the prefixes of one ranking; a lone cluster-representative subset) and each chain gets
+    one masked block over its own columns (a column read by two chains is gathered twice).
+    """
     member, union, cols, starts, ends = _atoms(neuron_sets)
 
     def probes_of(c):
@@ -152,14 +184,28 @@ def _blocks(neuron_sets):
         return cols, [(a0, a1, probes_of(cols[a0]), None) for a0, a1 in zip(starts, ends)]
     big = [(a0, a1) for a0, a1, s in zip(starts, ends, small) if not s]
     pooled = np.sort(np.concatenate([cols[a0:a1] for a0, a1, s in zip(starts, ends, small) if s]))
-    blocks, pos = [], 0
+    blocks, pieces, pos = [], [], 0
     for a0, a1 in big:
         blocks.append((pos, pos + a1 - a0, probes_of(cols[a0]), None))
+        pieces.append(cols[a0:a1])
         pos += a1 - a0
     sub = member[:, np.searchsorted(union, pooled)]
-    probes = np.flatnonzero(sub.any(axis=1))
-    blocks.append((pos, pos + pooled.size, probes, sub[probes]))
-    return np.concatenate([cols[a0:a1] for a0, a1 in big] + [pooled]), blocks
+    involved = np.flatnonzero(sub.any(axis=1))
+    groups = [np.sort(involved[chain]) for chain in _chains(sub[involved])]
+    used = [sub[probes].any(axis=0) for probes in groups]
+    # one block for all (its weights) against one block per chain (fewer weights, but every
+    # column read by two chains is gathered twice), in weights read per row of a batch
+    one = (involved.size * n_out + _GATHER_COST) * pooled.size
+    per_chain = sum((g.size * n_out + _GATHER_COST) * int(u.sum()) for g, u in zip(groups, used))
+    if one <= per_chain:
+        groups, used = [involved], [np.ones(pooled.size, dtype=bool)]
+    for probes, cols_used in zip(groups, used):
+        mask = sub[probes][:, cols_used]
+        width = int(cols_used.sum())
+        blocks.append((pos, pos + width, probes, None if mask.all() else mask))
+        pieces.append(pooled[cols_used])
+        pos += width
+    return np.concatenate(pieces), blocks
 
 
 def _masked_mm(a, b, out, mask):
@@ -235,7 +281,7 @@ class JointProbes:
         self.sets, self.seeds = neuron_sets, list(seeds)
         self.half = compute_dtype == "bfloat16"
         self.fused = fused and device == "cpu"
-        self.cols, blocks = _blocks(neuron_sets)
+        self.cols, blocks = _blocks(neuron_sets, n_out)
         self.contiguous = bool(np.all(np.diff(self.cols) == 1))
         self.c0 = int(self.cols[0])
         self.gather = None if self.contiguous else torch.as_tensor(self.cols, device=device)

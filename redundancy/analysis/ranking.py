@@ -217,9 +217,10 @@ def minimal_set(X_train, y_train, X_dev, y_dev, ordering, *, base_score: float, 
     """Smallest top-``k`` of ``ordering`` whose retrained probe keeps ``base_score``.
 
     Tries ``k`` for each grid percentage in order and returns the first one with dev score
-    ``> base_score * (1 - delta / 100)``. Probes for ``round_size`` consecutive grid sizes
-    are trained jointly (one pass over ``X_train`` per round); the answer is the same as
-    the one-by-one search because each probe is trained exactly as it would be alone.
+    ``> base_score * (1 - delta / 100)``. Probes for consecutive grid sizes are trained
+    jointly, one pass over ``X_train`` per round (see :func:`minimal_sets`); the answer is
+    the same as the one-by-one search because each probe is trained exactly as it would be
+    alone.
 
     Parameters
     ----------
@@ -234,7 +235,7 @@ def minimal_set(X_train, y_train, X_dev, y_dev, ordering, *, base_score: float, 
         ``delta`` (allowed loss in percent of ``base_score``, paper: 1), ``grid``
         (percentages of ``n_total``: :data:`PERCENT_GRID` or :data:`FS_GRID`), ``n_total``
         (default ``X_train.shape[1]``), ``metric``, ``round_size`` (grid sizes trained
-        together per pass, 10), ``progress``, and :func:`train_probes` options
+        together per pass), ``progress``, and :func:`train_probes` options
         (``epochs``, ``random_state``, ``kind``, ...); see :func:`minimal_sets`.
     """
     seed = kwargs.pop("random_state", 42)
@@ -264,15 +265,20 @@ def minimal_sets(
     grid=PERCENT_GRID,
     n_total: int | None = None,
     metric: str | None = None,
-    round_size: int = 10,
+    round_size: int | None = None,
     progress: bool = True,
     caller: str = "minimal_sets",
     **probe_kwargs,
 ) -> dict:
     """:func:`minimal_set` for several orderings at once (e.g. one per seed), sharing every
-    pass over ``X_train``: each round trains the next ``round_size`` grid sizes of every
-    search that has not found its set yet, each with its own seed (``seeds[key]``), and
-    every search stops at its own first passing size, exactly as it would alone.
+    pass over ``X_train``: each round trains the next grid sizes of every search that has
+    not found its set yet, each with its own seed (``seeds[key]``), and every search stops
+    at its own first passing size, exactly as it would alone.
+
+    A round takes, for each search, the next ``round_size`` sizes; by default (None) as
+    many as fit in ``n_total`` neurons together (at least one): many small sizes cost a
+    pass little more than one, since the pass is bound by reading ``X_train``, and later
+    rounds hold fewer, larger sizes. The answer does not depend on ``round_size``.
 
     Returns
     -------
@@ -280,9 +286,9 @@ def minimal_sets(
         ``{key: MinimalSetResult}``, keys of ``orderings``.
     """
     orders = {key: _check_ordering(o, caller) for key, o in orderings.items()}
-    if not (isinstance(round_size, int) and round_size >= 1):
+    if round_size is not None and not (isinstance(round_size, int) and round_size >= 1):
         raise ValueError(
-            f"The 'round_size' parameter of {caller} must be a positive int. "
+            f"The 'round_size' parameter of {caller} must be a positive int or None. "
             f"Got {round_size!r} instead."
         )
     delta = check("delta", delta, caller)
@@ -303,7 +309,9 @@ def minimal_sets(
     )
     with bar:
         while any(s.todo for s in searches.values()):
-            batch = {(key, k): s for key, s in searches.items() for _, k in s.next(round_size)}
+            batch = {
+                (key, k): s for key, s in searches.items() for _, k in s.next(round_size, n_total)
+            }
             subsets = {(key, k): s.ordering[:k] for (key, k), s in batch.items()}
             state = {name: seeds[name[0]] for name in subsets}
             probes = train_probes(
@@ -334,9 +342,14 @@ class _Search:
     def todo(self) -> bool:
         return self.chosen is None and self.pos < len(self.sizes)
 
-    def next(self, n: int) -> list:
+    def next(self, n: int | None, budget: int) -> list:
+        """The next ``n`` sizes, or (``n`` None) as many as sum to at most ``budget``
+        neurons (at least one)."""
         if not self.todo:
             return []
+        if n is None:
+            total = np.cumsum([k for _, k in self.sizes[self.pos :]])
+            n = max(1, int(np.searchsorted(total, budget, side="right")))
         batch = self.sizes[self.pos : self.pos + n]
         self.pos += len(batch)
         return batch

@@ -12,7 +12,9 @@ The procedure of Dalvi et al. (2020), section "Efficient feature-based transfer"
 
 The paper reports ``(delta_ls, delta_fs)`` in ``{(3, 1), (2, 1), (1, 1)}``;
 :func:`ccfs_sweep` runs them sharing the incremental probes, the clustering of each
-selected layer and the FS search of each (layer, delta_fs).
+selected layer and the FS search of each (layer, delta_fs); :func:`ccfs_seeds` runs the
+sweep for several seeds and both branches, training every CC probe in one pass over the
+data and searching every FS set in shared passes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .probes import (
     train_probe,
     train_probes,
 )
-from .ranking import FS_GRID, minimal_set, rank_neurons
+from .ranking import FS_GRID, minimal_set, minimal_sets, rank_neurons
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ __all__ = [
     "LayerSelector",
     "TransferResult",
     "ccfs",
+    "ccfs_seeds",
     "ccfs_sweep",
     "incremental_scores",
     "select_layer",
@@ -493,3 +496,112 @@ def ccfs_sweep(
         )
         for dls, dfs in deltas
     ]
+
+
+def _probe_key_options(probe_kwargs: dict, seed: int, kind: str) -> dict:
+    """The probe options exactly as :func:`ccfs` keys its cache with them."""
+    pk = {k: v for k, v in probe_kwargs.items() if k != "probe_random_state"}
+    pk["random_state"] = seed
+    pk["kind"] = kind
+    return pk
+
+
+def ccfs_seeds(
+    X_train,
+    y_train,
+    X_dev,
+    y_dev,
+    X_test,
+    y_test,
+    *,
+    incremental: dict,
+    n_layers: int,
+    n_hidden: int,
+    deltas=((3, 1), (2, 1), (1, 1)),
+    thresholds=(0.3, None),
+    representative: str = "random",
+    metric: str | None = None,
+    kind: str = "classification",
+    progress: bool = True,
+    **probe_kwargs,
+) -> dict:
+    """:func:`ccfs_sweep` for every seed of ``incremental`` (``{seed: IncrementalScores}``)
+    and every clustering ``threshold`` (None: the LayerSelector + FS branch), seed ``s``
+    drawing the cluster representatives and initialising the probes, as the sweep would
+    alone; but the probes on the neurons kept after CC are trained in one pass, and the FS
+    searches of all seeds and branches share their passes (:func:`minimal_sets`).
+
+    Returns
+    -------
+    dict
+        ``{(seed, threshold): [TransferResult per delta pair]}``.
+    """
+    caller = "ccfs_seeds"
+    check_choice(kind, KINDS, name="kind", caller=caller)
+    metric = metric or ("accuracy" if kind == "classification" else "pearson")
+    n_all = int(n_layers) * int(n_hidden)
+    device = probe_kwargs.get("device")
+    caches = {seed: {} for seed in incremental}
+    kept, pk_of = {}, {}
+    for seed, inc in incremental.items():
+        pk_of[seed] = _probe_key_options(probe_kwargs, seed, kind)
+        for threshold in thresholds:
+            for dls, _ in deltas:
+                layer = select_layer(inc.dev, inc.oracle_dev, _check_delta(dls, "delta_ls", caller))
+                clustered = (layer, threshold, representative, seed)
+                n_ls = (layer + 1) * int(n_hidden)
+                kept[seed, clustered] = _kept_after_cc(
+                    X_train, clustered, n_ls, n_hidden, device, progress, caches[seed]
+                )
+    # every CC probe in one pass
+    train_kw = {k: v for k, v in pk_of[next(iter(pk_of))].items() if k != "random_state"}
+    probes = train_probes(
+        X_train, y_train, kept, random_state={key: key[0] for key in kept},
+        progress=progress, **train_kw,
+    )  # fmt: skip
+    dev = evaluate_probes(probes, X_dev, y_dev, metric)
+    test = evaluate_probes(probes, X_test, y_test, metric)
+    orderings = {}
+    for (seed, clustered), probe in probes.items():
+        pkey = ("ccprobe", clustered, metric, stable_hash(pk_of[seed]))
+        entry = {"dev": float(dev[seed, clustered]), "test": float(test[seed, clustered])}
+        entry["ordering"] = orderings[seed, clustered] = rank_neurons(probe)
+        caches[seed][pkey] = entry
+    # every FS search of one delta_fs in shared passes
+    for dfs in sorted({float(d) for _, d in deltas}):
+        found = minimal_sets(
+            X_train, y_train, X_dev, y_dev, orderings,
+            base_scores={key: caches[key[0]][_pkey(key, metric, pk_of)]["dev"] for key in orderings},
+            seeds={key: key[0] for key in orderings}, delta=dfs, grid=FS_GRID, n_total=n_all,
+            metric=metric, progress=progress, caller=caller, **train_kw,
+        )  # fmt: skip
+        fs_test = evaluate_probes({k: r.probe for k, r in found.items()}, X_test, y_test, metric)
+        for key, result in found.items():
+            fkey = ("fs", _pkey(key, metric, pk_of), dfs)
+            caches[key[0]][fkey] = {"result": result, "test": float(fs_test[key])}
+    data = (X_train, y_train, X_dev, y_dev, X_test, y_test)
+    return {
+        (seed, threshold): ccfs_sweep(
+            *data,
+            deltas=deltas,
+            incremental=inc,
+            cache=caches[seed],
+            n_layers=n_layers,
+            n_hidden=n_hidden,
+            threshold=threshold,
+            representative=representative,
+            random_state=seed,
+            metric=metric,
+            kind=kind,
+            progress=progress,
+            probe_random_state=seed,
+            **{k: v for k, v in probe_kwargs.items() if k != "probe_random_state"},
+        )  # fmt: skip
+        for seed, inc in incremental.items()
+        for threshold in thresholds
+    }
+
+
+def _pkey(key, metric, pk_of):
+    seed, clustered = key
+    return ("ccprobe", clustered, metric, stable_hash(pk_of[seed]))

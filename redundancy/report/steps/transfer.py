@@ -14,38 +14,34 @@ __all__ = ["transfer_table"]
 
 
 def _run(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
-    from ...analysis.transfer import IncrementalScores, ccfs_sweep
+    from ...analysis.transfer import IncrementalScores, ccfs_seeds
 
     data = probe_data(model, task_name, cfg)
     scores = layer_probe_scores(model, task_name, cfg)
     inc = scores[(scores["target"] == "task") & (scores["kind"] == "incremental")]
-    split = {s: (data.acts[s].X, data.acts[s].labels) for s in ("train", "dev", "test")}
-    rows = []
+    incremental = {}
     for seed in cfg.seeds:
         part = inc[inc["seed"] == seed].sort_values("layer")
-        incremental = IncrementalScores(
+        incremental[seed] = IncrementalScores(
             dev=part["dev"].tolist(), test=part["test"].tolist(), metric=data.task.metric
         )
-        options = {**cfg.probe_options(), "probe_random_state": seed}
-        for threshold in (cfg.cc_threshold, None):
-            results = ccfs_sweep(
-                *split["train"],
-                *split["dev"],
-                *split["test"],
-                deltas=cfg.delta_pairs,
-                incremental=incremental,
-                n_layers=data.train.n_layers,
-                n_hidden=data.train.n_hidden,
-                threshold=threshold,
-                representative=cfg.representative,
-                random_state=seed,
-                metric=data.task.metric,
-                kind=data.task.kind,
-                progress=True,
-                **options,
-            )
-            rows += [{"seed": seed, **r.as_row()} for r in results]
-    return pd.DataFrame(rows)
+    split = [a for s in ("train", "dev", "test") for a in (data.acts[s].X, data.acts[s].labels)]
+    results = ccfs_seeds(
+        *split,
+        incremental=incremental,
+        n_layers=data.train.n_layers,
+        n_hidden=data.train.n_hidden,
+        deltas=cfg.delta_pairs,
+        thresholds=(cfg.cc_threshold, None),
+        representative=cfg.representative,
+        metric=data.task.metric,
+        kind=data.task.kind,
+        progress=True,
+        **cfg.probe_options(),
+    )
+    return pd.DataFrame(
+        [{"seed": seed, **r.as_row()} for (seed, _), runs in results.items() for r in runs]
+    )
 
 
 def transfer_table(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
