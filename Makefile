@@ -74,6 +74,15 @@ bench: install  ## side-by-side timings against NeuroX 1.0.9; writes benchmarks/
 	$(PY) -m pip install --quiet --no-deps neurox==1.0.9
 	$(PY) benchmarks/run.py
 
+bench-book: install  ## time a whole book from an empty cache, per chapter, with peak private memory (PARAMS, NAME)
+	rm -rf build/bench-cache && mkdir -p build/bench-cache
+	$(PY) benchmarks/book_run.py --params $(PARAMS) --name $(or $(NAME),book-$(basename $(notdir $(PARAMS)))) --cache build/bench-cache
+
+bench-paper: install  ## the paper-scale entry: params/mpnet.yaml from an empty cache but for the assembled model
+	rm -rf build/bench-cache && mkdir -p build/bench-cache
+	ln -s $(REDUNDANCY_CACHE)/models build/bench-cache/models
+	$(PY) benchmarks/book_run.py --params params/mpnet.yaml --name paper-scale --cache build/bench-cache
+
 gpu-check: install  ## check extraction, fine-tuning, CKA, clustering and probes on CUDA against the CPU; time them
 	$(PY) tools/gpu_check.py --model $(or $(MODEL),minilm)
 
