@@ -264,3 +264,19 @@ def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_p
     assert "raise RuntimeError" in msg
     out = tmp_path / "build" / "default"
     assert not (out / "01-fails.hash").exists() and not (out / "02-never-runs.ipynb").exists()
+
+
+def test_runner_bar_survives_chapter_weights_that_round_down():
+    """Timings of a previous run are floats; a bar total rounded below their sum broke the
+    bar's last refresh (tqdm drops a total the count exceeds) on every second run."""
+    from redundancy.report.book import _book_bar
+
+    # 858.5 in all: round() gives 858, which the count would exceed by half a second
+    weights = {"01": 355.5, "02": 40.0, "03": 185.0, "04": 6.0, "05": 137.0, "06": 135.0}
+    bar = _book_bar(weights, progress=True)
+    try:
+        for w in weights.values():
+            bar.update(w)
+        assert str(bar).endswith("]") and "858/858 s of work" in str(bar)
+    finally:
+        bar.close()

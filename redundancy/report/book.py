@@ -260,19 +260,27 @@ def _weights(notebooks, out_dir: Path) -> dict[str, float]:
     return {nb.stem: _DEFAULT_WEIGHTS.get(nb.stem[:2], 0.1) * 600 for nb in notebooks}
 
 
+def _book_bar(weights: dict, progress: bool):
+    """The runner's bar, in expected seconds of work. Its total stays the exact float sum:
+    tqdm drops a total that the count exceeds by half a unit, and a rounded total could be."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=sum(weights.values()),
+        desc="book",
+        unit="s",
+        disable=not progress,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of work [{elapsed}<{remaining}{postfix}]",
+    )
+
+
 def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
     from tqdm.auto import tqdm
 
     results_dir = Path(parameters["results_dir"])
     timings: dict[str, dict] = {}
     weights = _weights(notebooks, out_dir)
-    bar = tqdm(
-        total=round(sum(weights.values())),
-        desc="book",
-        unit="s",
-        disable=not progress,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of work [{elapsed}<{remaining}{postfix}]",
-    )
+    bar = _book_bar(weights, progress)
     for nb in notebooks:
         target = out_dir / nb.name
         stamp = out_dir / f"{nb.stem}.hash"

@@ -54,10 +54,12 @@ def rule_text(rule):
 
 
 def _span(values, scale=100.0, digits=1) -> str:
+    """Mean, with the range over seeds in brackets when it shows at ``digits`` decimals."""
     v = np.asarray(values, dtype=float) * scale
-    if v.size == 1 or np.isclose(v.min(), v.max()):
+    lo, hi = f"{v.min():.{digits}f}", f"{v.max():.{digits}f}"
+    if v.size == 1 or lo == hi:
         return f"{v.mean():.{digits}f}"
-    return f"{v.mean():.{digits}f} ({v.min():.{digits}f}-{v.max():.{digits}f})"
+    return f"{v.mean():.{digits}f} ({lo}-{hi})"
 
 
 def layer_table(scores: dict) -> pd.DataFrame:

@@ -30,6 +30,12 @@ def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
+def _span(lo: float, hi: float, digits: int = 2) -> str:
+    """``lo-hi``, or one number when both read the same at ``digits`` decimals."""
+    a, b = f"{lo:.{digits}f}", f"{hi:.{digits}f}"
+    return a if a == b else f"{a}-{b}"
+
+
 @dataclass
 class Verdict:
     """A chapter's verdict.
@@ -181,8 +187,8 @@ class CKARule(_Rule):
         lo, hi = float(stats["adjacent"].min()), float(stats["adjacent"].max())
         measured = (
             "; ".join(
-                f"{m}: adjacent {part['adjacent'].min():.2f}-{part['adjacent'].max():.2f}, "
-                f">= 3 apart {part['far'].min():.2f}-{part['far'].max():.2f}"
+                f"{m}: adjacent {_span(part['adjacent'].min(), part['adjacent'].max())}, "
+                f">= 3 apart {_span(part['far'].min(), part['far'].max())}"
                 for m, part in stats.groupby(level=0)
             )
             + f" (ranges over {stats.index.get_level_values(1).nunique()} samples)"
@@ -463,9 +469,9 @@ class TimingRule(_Rule):
             else LEVELS[1]
         )
         text = (
-            f"forward speed-up at the selected layers {below['speedup'].min():.2f}-"
-            f"{below['speedup'].max():.2f}x (ranges {below['speedup_low'].min():.2f}-"
-            f"{below['speedup_high'].max():.2f}x)"
+            f"forward speed-up at the selected layers "
+            f"{_span(below['speedup'].min(), below['speedup'].max())}x (ranges "
+            f"{_span(below['speedup_low'].min(), below['speedup_high'].max())}x)"
             if len(below)
             else "no selected layer below the last (nothing to speed up)"
         )
