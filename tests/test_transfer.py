@@ -128,11 +128,11 @@ def test_ccfs_checks_layout(splits):
         ccfs(Xtr, ytr, Xdv, ydv, Xte, yte, n_layers=3, n_hidden=H)
 
 
-def test_ccfs_seeds_equals_each_sweep_alone(splits):
+def test_ccfs_seeds_equals_each_sweep_alone(splits, monkeypatch):
     """Several seeds and both branches with shared passes give what each sweep gives alone
     (CC probes trained jointly, FS searches in shared rounds)."""
     pytest.importorskip("redundancy.analysis.clustering")
-    from redundancy.analysis.transfer import ccfs_seeds
+    from redundancy.analysis import transfer
 
     (Xtr, ytr), (Xdv, ydv), (Xte, yte) = splits
     inc = {
@@ -140,7 +140,14 @@ def test_ccfs_seeds_equals_each_sweep_alone(splits):
         5: IncrementalScores(dev=[0.5, 0.7, 0.98, 0.99], test=[0.5, 0.7, 0.97, 0.98]),
     }
     kw = dict(n_layers=L, n_hidden=H, lr=0.01, epochs=4, progress=False)
-    together = ccfs_seeds(Xtr, ytr, Xdv, ydv, Xte, yte, incremental=inc, **kw)
+    # the sweeps find every CC probe and FS search in the shared passes' cache entries
+    solo = []
+    for name in ("train_probe", "minimal_set"):
+        real = getattr(transfer, name)
+        monkeypatch.setattr(transfer, name, lambda *a, _f=real, **k: solo.append(1) or _f(*a, **k))
+    together = transfer.ccfs_seeds(Xtr, ytr, Xdv, ydv, Xte, yte, incremental=inc, **kw)
+    assert solo == []
+    monkeypatch.undo()
     assert list(together) == [(0, 0.3), (0, None), (5, 0.3), (5, None)]
     for (seed, threshold), runs in together.items():
         alone = ccfs_sweep(

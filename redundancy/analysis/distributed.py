@@ -446,17 +446,7 @@ def moments(
 def _finish(n: int, shift: np.ndarray, s1: np.ndarray, S: np.ndarray) -> similarity.Moments:
     """Mean and covariance from the summed partials, as the in-process pass finishes."""
     similarity._mirror_lower(S)
-    mean = shift + s1 / n
-    if not np.all(np.isfinite(mean)):
-        raise ValueError(
-            "The 'x' parameter of moments contains NaN or infinite values; clean or mask "
-            "them before computing correlations."
-        )
-    d = S.shape[0]
-    for i0 in range(0, d, similarity._ROW_BLOCK):
-        i1 = min(i0 + similarity._ROW_BLOCK, d)
-        S[i0:i1] -= np.outer(s1[i0:i1], s1) / n
-        S[i0:i1] /= n - 1
+    mean = similarity._finish_moments(n, shift, s1, S, "x")
     return similarity.Moments(n=int(n), mean=mean, cov=S)
 
 

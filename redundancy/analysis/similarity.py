@@ -193,6 +193,24 @@ def _progress(n: int, *, progress: bool, desc: str):
 # ------------------------------------------------------------------ blockwise helpers
 
 
+def _finish_moments(n: int, shift, s1: np.ndarray, S: np.ndarray, name: str) -> np.ndarray:
+    """The mean, from the summed partials of a shifted pass; ``S`` (full, symmetric) is
+    turned into the sample covariance in place. ``name``: the data's parameter name."""
+    mean = shift + s1 / n
+    if not np.all(np.isfinite(mean)):
+        raise ValueError(
+            f"The '{name}' parameter of moments contains NaN or infinite values; clean or "
+            "mask them before computing correlations."
+        )
+    # Centre and normalise in place, by row blocks: S <- (S - s1 s1^T / n) / (n - 1).
+    # s1_i * s1_j is the same float as s1_j * s1_i, so S stays exactly symmetric.
+    for i0 in range(0, S.shape[0], _ROW_BLOCK):
+        i1 = min(i0 + _ROW_BLOCK, S.shape[0])
+        S[i0:i1] -= np.outer(s1[i0:i1], s1) / n
+        S[i0:i1] /= n - 1
+    return mean
+
+
 def _mirror_lower(A: np.ndarray) -> None:
     """Copy the lower triangle of the square C-ordered ``A`` onto its upper triangle, in place."""
     d = A.shape[0]
@@ -325,19 +343,8 @@ def moments(
     n, shift, s1, S = _stream_scatter(
         X, chunk_size=chunk_size, device=device, progress=progress, precision=precision
     )
-    mean = shift + s1 / n
-    if not np.all(np.isfinite(mean)):
-        raise ValueError(
-            "The 'X' parameter of moments contains NaN or infinite values; clean or mask "
-            "them before computing correlations."
-        )
-    # Centre and normalise in place, by row blocks: S <- (S - s1 s1^T / n) / (n - 1).
-    # s1_i * s1_j is the same float as s1_j * s1_i, so S stays exactly symmetric.
+    mean = _finish_moments(n, shift, s1, S, "X")
     d = S.shape[0]
-    for i0 in range(0, d, _ROW_BLOCK):
-        i1 = min(i0 + _ROW_BLOCK, d)
-        S[i0:i1] -= np.outer(s1[i0:i1], s1) / n
-        S[i0:i1] /= n - 1
     elapsed = time.perf_counter() - t0
     nbytes = X.shape[0] * X.shape[1] * X.dtype.itemsize
     logger.info(

@@ -29,6 +29,7 @@ from .._utils import check_choice, stable_hash
 from ..constraints import check
 from .probes import (
     KINDS,
+    _default_metric,
     evaluate_probes,
     incremental_subsets,
     train_probe,
@@ -164,7 +165,7 @@ def incremental_scores(
 ) -> IncrementalScores:
     """Train the ``n_layers`` incremental probes jointly and score them on dev and test."""
     kind = probe_kwargs.get("kind", "classification")
-    metric = metric or ("accuracy" if kind == "classification" else "pearson")
+    metric = metric or _default_metric(kind)
     subsets = incremental_subsets(n_layers, n_hidden)
     probes = train_probes(X_train, y_train, subsets, progress=progress, **probe_kwargs)
     dev = evaluate_probes(probes, X_dev, y_dev, metric)
@@ -277,6 +278,21 @@ def _cluster(X_sub, threshold, representative, random_state, n_hidden, device, p
     )
 
 
+def _probe_options(probe_kwargs: dict, kind: str) -> dict:
+    """The probes' options as :func:`train_probes` takes them (``probe_random_state`` as
+    ``random_state``, plus ``kind``); also what keys a CC probe in the shared cache."""
+    pk = {k: v for k, v in probe_kwargs.items() if k != "probe_random_state"}
+    if "probe_random_state" in probe_kwargs:
+        pk["random_state"] = probe_kwargs["probe_random_state"]
+    pk["kind"] = kind
+    return pk
+
+
+def _cc_probe_key(clustered: tuple, metric: str, pk: dict) -> tuple:
+    """Cache key of the probe on the neurons kept after CC (and of its FS searches)."""
+    return ("ccprobe", clustered, metric, stable_hash(pk))
+
+
 def ccfs(
     X_train,
     y_train,
@@ -345,11 +361,8 @@ def ccfs(
             f"X_train has {X_train.shape[1]} columns but n_layers * n_hidden = {n_all}; pass "
             "the full activation matrix and the model's layer layout."
         )
-    metric = metric or ("accuracy" if kind == "classification" else "pearson")
-    pk = dict(probe_kwargs)
-    if "probe_random_state" in pk:
-        pk["random_state"] = pk.pop("probe_random_state")
-    pk["kind"] = kind
+    metric = metric or _default_metric(kind)
+    pk = _probe_options(probe_kwargs, kind)
     cache = {} if cache is None else cache
     data = ((X_train, y_train), (X_dev, y_dev), (X_test, y_test))
     if incremental is None:
@@ -435,7 +448,7 @@ def _feature_selection(data, kept, clustered, delta_fs, n_all, metric, pk, progr
     """The probe on the kept neurons (its scores, ``s_CC``) and the FS search from its
     ranking; both shared across δ pairs."""
     (X_train, y_train), (X_dev, y_dev), (X_test, y_test) = data
-    pkey = ("ccprobe", clustered, metric, stable_hash(pk))
+    pkey = _cc_probe_key(clustered, metric, pk)
     if pkey not in cache:
         probe = train_probe(X_train, y_train, kept, progress=progress, **pk)
         cache[pkey] = {
@@ -498,14 +511,6 @@ def ccfs_sweep(
     ]
 
 
-def _probe_key_options(probe_kwargs: dict, seed: int, kind: str) -> dict:
-    """The probe options exactly as :func:`ccfs` keys its cache with them."""
-    pk = {k: v for k, v in probe_kwargs.items() if k != "probe_random_state"}
-    pk["random_state"] = seed
-    pk["kind"] = kind
-    return pk
-
-
 def ccfs_seeds(
     X_train,
     y_train,
@@ -538,13 +543,15 @@ def ccfs_seeds(
     """
     caller = "ccfs_seeds"
     check_choice(kind, KINDS, name="kind", caller=caller)
-    metric = metric or ("accuracy" if kind == "classification" else "pearson")
+    metric = metric or _default_metric(kind)
     n_all = int(n_layers) * int(n_hidden)
     device = probe_kwargs.get("device")
+    rest = {k: v for k, v in probe_kwargs.items() if k != "probe_random_state"}
+    train_kw = _probe_options(rest, kind)  # the options of every probe but its seed
     caches = {seed: {} for seed in incremental}
-    kept, pk_of = {}, {}
+    kept, pkey = {}, {}
     for seed, inc in incremental.items():
-        pk_of[seed] = _probe_key_options(probe_kwargs, seed, kind)
+        pk = _probe_options({**rest, "probe_random_state": seed}, kind)
         for threshold in thresholds:
             for dls, _ in deltas:
                 layer = select_layer(inc.dev, inc.oracle_dev, _check_delta(dls, "delta_ls", caller))
@@ -553,32 +560,32 @@ def ccfs_seeds(
                 kept[seed, clustered] = _kept_after_cc(
                     X_train, clustered, n_ls, n_hidden, device, progress, caches[seed]
                 )
+                pkey[seed, clustered] = _cc_probe_key(clustered, metric, pk)
     # every CC probe in one pass
-    train_kw = {k: v for k, v in pk_of[next(iter(pk_of))].items() if k != "random_state"}
     probes = train_probes(
         X_train, y_train, kept, random_state={key: key[0] for key in kept},
         progress=progress, **train_kw,
     )  # fmt: skip
     dev = evaluate_probes(probes, X_dev, y_dev, metric)
     test = evaluate_probes(probes, X_test, y_test, metric)
-    orderings = {}
-    for (seed, clustered), probe in probes.items():
-        pkey = ("ccprobe", clustered, metric, stable_hash(pk_of[seed]))
-        entry = {"dev": float(dev[seed, clustered]), "test": float(test[seed, clustered])}
-        entry["ordering"] = orderings[seed, clustered] = rank_neurons(probe)
-        caches[seed][pkey] = entry
+    orderings = {key: rank_neurons(probe) for key, probe in probes.items()}
+    for key in probes:
+        caches[key[0]][pkey[key]] = {
+            "dev": float(dev[key]),
+            "test": float(test[key]),
+            "ordering": orderings[key],
+        }
     # every FS search of one delta_fs in shared passes
     for dfs in sorted({float(d) for _, d in deltas}):
         found = minimal_sets(
             X_train, y_train, X_dev, y_dev, orderings,
-            base_scores={key: caches[key[0]][_pkey(key, metric, pk_of)]["dev"] for key in orderings},
+            base_scores={key: float(dev[key]) for key in orderings},
             seeds={key: key[0] for key in orderings}, delta=dfs, grid=FS_GRID, n_total=n_all,
             metric=metric, progress=progress, caller=caller, **train_kw,
         )  # fmt: skip
         fs_test = evaluate_probes({k: r.probe for k, r in found.items()}, X_test, y_test, metric)
         for key, result in found.items():
-            fkey = ("fs", _pkey(key, metric, pk_of), dfs)
-            caches[key[0]][fkey] = {"result": result, "test": float(fs_test[key])}
+            caches[key[0]][("fs", pkey[key], dfs)] = {"result": result, "test": float(fs_test[key])}
     data = (X_train, y_train, X_dev, y_dev, X_test, y_test)
     return {
         (seed, threshold): ccfs_sweep(
@@ -595,13 +602,8 @@ def ccfs_seeds(
             kind=kind,
             progress=progress,
             probe_random_state=seed,
-            **{k: v for k, v in probe_kwargs.items() if k != "probe_random_state"},
+            **rest,
         )  # fmt: skip
         for seed, inc in incremental.items()
         for threshold in thresholds
     }
-
-
-def _pkey(key, metric, pk_of):
-    seed, clustered = key
-    return ("ccprobe", clustered, metric, stable_hash(pk_of[seed]))
