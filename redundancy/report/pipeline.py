@@ -177,77 +177,70 @@ class _Planner:
     def per_task(self, step: str, target: str, model: str, task: str, deps) -> str:
         return self.add(f"{step} {model} / {task}", step, target, (model, task), {}, deps, True)
 
-
-def _chapter_2(p: _Planner, cfg: Config) -> None:
-    """``02-layers-cka``: CKA on train and test, pretrained vs fine-tuned, two models."""
-    cka_task = cfg.token_tasks[0] if cfg.token_tasks else cfg.sentence_tasks[0]
-    for model in cfg.models:
-        for split in ("train", "test"):
-            p.cka(model, cka_task, split)
-    if cfg.sentence_tasks and cfg.finetune:
-        p.cka(cfg.models[0], cfg.sentence_tasks[0], "train", finetuned=False)
-        p.cka(cfg.models[0], cfg.sentence_tasks[0], "train", finetuned=True)
-    if len(cfg.models) >= 2:
-        a, b = cfg.models[:2]
-        deps = (p.extract(a, cka_task, "train", False), p.extract(b, cka_task, "train", False))
-        p.add(
-            f"cross_cka {a} vs {b} / {cka_task}",
-            "cross_cka",
-            f"{_STEPS}.layers:cross_model_cka",
-            (a, b, cka_task),
-            deps=deps,
+    def layer_probes(self, model: str, task: str) -> str:
+        return self.per_task(
+            "layer_probes",
+            f"{_STEPS}.layers:layer_probe_scores",
+            model,
+            task,
+            self.splits(model, task),
         )
 
-
-def _chapter_3_windows(p: _Planner, cfg: Config) -> None:
-    """``03-neurons-clustering``: cluster windows of the pairs the chapter draws."""
-    pairs = []
-    if cfg.sentence_tasks and cfg.finetune:
-        pairs += [(m, t) for m in cfg.models for t in cfg.sentence_tasks]
-    if cfg.token_tasks:
-        pairs += [(m, cfg.token_tasks[0]) for m in cfg.models]
-    for model, task in pairs:
-        p.add(
-            f"windows {model} / {task}",
-            "windows",
-            f"{_STEPS}.neurons:cluster_windows_for",
-            (model, task),
-            deps=(p.extract(model, task, "train"),),
-        )
-
-
-def _probe_chapters(p: _Planner, cfg: Config) -> None:
-    """Chapters 3 to 6: probes per layer, then the sweep, minimal sets and transfer."""
-    for model in cfg.models:
-        for task in cfg.tasks:
-            probes = p.per_task(
-                "layer_probes",
-                f"{_STEPS}.layers:layer_probe_scores",
-                model,
-                task,
-                p.splits(model, task),
+    def call(self, c) -> str | None:
+        """Add a chapter's :class:`~redundancy.report.chapters.Call` with what it needs
+        first, derived from its stage; timing calls are left to :func:`_timing`."""
+        kw = dict(c.kwargs)
+        if c.step == "extract":
+            model, task, split = c.args
+            return self.extract(model, task, split)
+        if c.step in ("forward_timing", "probe_timing"):
+            return None
+        if c.step == "layer_probes":
+            return self.layer_probes(*c.args)
+        if c.step in ("cc_sweep", "minimal_sets", "transfer"):
+            model, task = c.args
+            return self.per_task(c.step, c.target, model, task, (self.layer_probes(model, task),))
+        if c.step in ("cka", "cka_uncertainty"):
+            model, task = c.args
+            finetuned, split = bool(kw.get("finetuned", False)), kw.get("split", "train")
+            if c.step == "cka":
+                return self.cka(model, task, split, finetuned)
+            tag = "fine-tuned" if finetuned else "pretrained"
+            return self.add(
+                f"cka_uncertainty {model} ({tag}) / {task} / {split}",
+                c.step,
+                c.target,
+                (model, task),
+                kw,
+                (self.extract(model, task, split, finetuned),),
             )
-            for step, target in (
-                ("cc_sweep", "neurons:cc_sweep"),
-                ("minimal_sets", "neurons:minimal_sets"),
-                ("transfer", "transfer:transfer_table"),
-            ):
-                p.per_task(step, f"{_STEPS}.{target}", model, task, (probes,))
+        if c.step == "cross_cka":
+            a, b, task = c.args
+            deps = (self.extract(a, task, "train", False), self.extract(b, task, "train", False))
+            return self.add(f"cross_cka {a} vs {b} / {task}", c.step, c.target, c.args, kw, deps)
+        if c.step == "windows":
+            model, task = c.args
+            deps = (self.extract(model, task, "train"),)
+            return self.add(f"windows {model} / {task}", c.step, c.target, c.args, kw, deps)
+        raise ValueError(f"The pipeline does not know the stage {c.step!r} of a chapter's call.")
 
 
 def _timing(p: _Planner, cfg: Config) -> None:
-    """Chapter 7, after everything else and one after another (see the module docstring)."""
+    """Chapter 7's calls, after everything else and one after another (see the module
+    docstring)."""
+    from .chapters import chapter
+
     before = tuple(p.jobs)
-    calls = [(f"forward_timing {m}", "forward_timing", "forward_timing", (m,)) for m in cfg.models]
-    calls.append(("probe_timing", "probe_timing", "probe_timing", ()))
-    for name, step, function, args in calls:
-        job = Job(name, step, f"{_STEPS}.timing:{function}", args, (), before, True, True)
-        p.jobs[name] = job
+    for c in chapter("07-timing").calls(cfg):
+        name = " ".join([c.step, *map(str, c.args)])
+        p.jobs[name] = Job(name, c.step, c.target, c.args, c.kwargs, before, True, True)
         before = (name,)
 
 
 def plan(cfg: Config) -> list[Job]:
-    """Every result the book's chapters ask for with these parameters, as jobs.
+    """Every result the book's chapters ask for with these parameters, as jobs: the calls
+    each chapter declares (:data:`redundancy.report.chapters.CHAPTERS`), flattened, with
+    what each needs first.
 
     Cheap and free of side effects beyond hashing model files: nothing is trained,
     extracted or computed.
@@ -262,13 +255,12 @@ def plan(cfg: Config) -> list[Job]:
         In dependency order: every job comes after the jobs it names in ``deps``; the
         timing jobs come last, each depending on everything before it.
     """
+    from .chapters import CHAPTERS
+
     p = _Planner(cfg)
-    for model in cfg.models:  # chapter 1: every model x task x split the run uses
-        for task in cfg.tasks:
-            p.splits(model, task)
-    _chapter_2(p, cfg)
-    _probe_chapters(p, cfg)
-    _chapter_3_windows(p, cfg)
+    for ch in CHAPTERS.values():
+        for c in ch.calls(cfg):
+            p.call(c)
     _timing(p, cfg)
     return list(p.jobs.values())
 

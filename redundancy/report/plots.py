@@ -409,6 +409,27 @@ def plot_probe_timing(
     return ax
 
 
+def plot_decomposition(measured: pd.DataFrame, ax=None, *, title=None):
+    """Redundant neurons per threshold split into residual carry, clusters within one layer
+    and the rest (stacked areas, percent of all neurons; first task of the model: tasks
+    on the same sentences share their clusters)."""
+    ax = _axes(ax)
+    task = measured["task"].iloc[0]
+    part = measured[measured["task"] == task].groupby("threshold").first()
+    x = part.index.to_numpy()
+    parts = [
+        ("redundant_carry", "residual carry"),
+        ("redundant_within_layer", "within one layer"),
+        ("redundant_mixed", "the rest"),
+    ]
+    ax.stackplot(x, *[100 * part[c].to_numpy() for c, _ in parts], labels=[n for _, n in parts])
+    ax.plot(x, 100 * part["fraction_redundant"], color="black", linewidth=1, label="all redundant")
+    ax.set(xlabel="clustering threshold t", ylabel="neurons (%)", ylim=(0, 100))
+    ax.set_title(title or task)
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
 def plot_verdicts(verdicts: pd.DataFrame, axes=None):
     """Small multiples, one per chapter with numbers: the paper's value (dashed) beside this
     run's estimate and interval, coloured by the verdict (``verdicts.load(cfg)``)."""
@@ -434,10 +455,12 @@ def plot_verdicts(verdicts: pd.DataFrame, axes=None):
         )
         if pd.notna(r["paper_value"]):
             ax.axvline(k * r["paper_value"], color="black", linestyle="--", linewidth=1)
+        if "threshold" in r and pd.notna(r["threshold"]):
+            ax.axvline(k * r["threshold"], color="grey", linestyle=":", linewidth=1)
         ax.set_yticks([])
         ax.grid(axis="y", visible=False)
         unit = "%" if pct else f" ({r['unit']})"
         ax.set_title(f"{r['chapter']}: {r['level']}", loc="left", fontsize=8.5, color=color)
         ax.tick_params(axis="x", labelsize=7.5)
-        ax.set_xlabel(f"value{unit}; dashed: the paper", fontsize=7.5)
+        ax.set_xlabel(f"value{unit}; dashed: the paper; dotted: the book's line", fontsize=7.5)
     return axes

@@ -12,6 +12,11 @@ import pandas as pd
 __all__ = [
     "cc_table",
     "claim",
+    "decisions",
+    "summary_table",
+    "transfer_steps",
+    "interval_text",
+    "verdict_rows",
     "layer_table",
     "minimal_table",
     "rule_text",
@@ -40,17 +45,66 @@ def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
 
 
 def claim(rule):
-    """Markdown: the paper's claim, as the rule states it."""
+    """Markdown: the paper's claim, as the rule (or a chapter's rule) states it."""
     from IPython.display import Markdown
 
+    rule = getattr(rule, "rule", None) or rule
     return Markdown(f"**The paper's claim.** {rule.claim[0].upper()}{rule.claim[1:]}.")
 
 
-def rule_text(rule):
-    """Markdown: the rule that turns this chapter's numbers into its verdict."""
+def rule_text(rule, cfg=None):
+    """Markdown: the rule that turns this chapter's numbers into its verdict; given a
+    :class:`~redundancy.report.chapters.Chapter`, with how it decides for ``cfg``."""
     from IPython.display import Markdown
 
-    return Markdown(f"**Rule.** {rule.describe()[0].upper()}{rule.describe()[1:]}")
+    text = rule.rule_text(cfg) if hasattr(rule, "rule_text") else rule.describe()
+    return Markdown(f"**Rule.** {text[0].upper()}{text[1:]}")
+
+
+def interval_text(low: float, high: float, digits: int = 1) -> str:
+    """``"lo-hi"`` in percent (one number when both read the same)."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    a, b = f"{100 * low:.{digits}f}", f"{100 * high:.{digits}f}"
+    return a if a == b else f"{a}-{b}"
+
+
+def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> pd.DataFrame:
+    """A chapter's decisions for people: ``keys`` as the index, the score kept (percent of
+    the oracle) with its paired-bootstrap interval and the decision, plus ``extra``
+    columns (``{column: header}``, fractions shown as percents)."""
+    extra = extra or {}
+    out = measured[keys].copy()
+    for column, header in extra.items():
+        out[header] = (100 * measured[column]).round(1)
+    out["score kept (% of oracle)"] = (100 * measured["ratio"]).round(1)
+    out["interval (%)"] = [
+        interval_text(lo, hi) for lo, hi in zip(measured["low"], measured["high"])
+    ]
+    out["within δ?"] = measured["decision"]
+    return out.set_index(keys)
+
+
+def verdict_rows(verdict) -> pd.DataFrame:
+    """The judged parts of a verdict: headline rows (by task kind) first, then each task."""
+    df = verdict.table()
+    pct = verdict.unit in ("fraction", "share of the oracle")
+    scale = 100 if pct else 1
+    return pd.DataFrame(
+        {
+            "": df["scope"],
+            "verdict": df["level"],
+            "measured": [
+                ("" if pd.isna(v) else f"{scale * v:.1f}" + ("%" if pct else ""))
+                for v in df["value"]
+            ],
+            "interval": [
+                interval_text(lo, hi) if pct else f"{lo:.2f}-{hi:.2f}"
+                for lo, hi in zip(df["low"], df["high"])
+            ],
+            "what decides": df["text"],
+        }
+    ).set_index("")
 
 
 def _span(values, scale=100.0, digits=1) -> str:
@@ -155,13 +209,71 @@ def transfer_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def selectivity_table(minimal: dict, scores: dict, delta: float) -> pd.DataFrame:
-    """The minimal-set claim under selectivity, per (model, task) with control tasks.
+def transfer_steps(measured: pd.DataFrame) -> pd.DataFrame:
+    """The paper's transfer table: per (model, task, branch, δ pair), the test score after
+    each step (oracle, LayerSelector, clustering, feature selection) with the neurons left
+    (means over seeds), the score kept with its paired-bootstrap interval and the decision.
+    Clustering columns are blank for the branch without it."""
+    rows = []
+    for _, r in measured.iterrows():
+        cc = r["branch"] != "LS+FS"
+        row = {
+            "model / task": f"{r['model']} / {r['task']}",
+            "branch": r["branch"],
+            "δ (LS, FS)": f"({r['delta_ls']:g}, {r['delta_fs']:g})",
+            "oracle: test (%)": f"{100 * r['test_oracle']:.1f}",
+            "neurons": f"{r['n_all']:,}",
+            "LS: test (%)": f"{100 * r['test_ls']:.1f}",
+            "LS: neurons": f"{r['n_ls']:,.0f}",
+            "CC: test (%)": f"{100 * r['test_cc']:.1f}" if cc else "",
+            "CC: neurons": f"{r['n_cc']:,.0f}" if cc else "",
+            "FS: test (%)": f"{100 * r['test_fs']:.1f}",
+            "FS: neurons": f"{r['n_fs']:,.0f}",
+            "kept (% of neurons)": f"{100 * r['fraction_kept']:.2f}",
+            "score kept (%)": f"{100 * r['ratio']:.1f}",
+            "interval (%)": interval_text(r["low"], r["high"]),
+            "within the claim?": r["decision"],
+        }
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model / task", "branch", "δ (LS, FS)"])
 
-    Selectivity = task dev score − control-task dev score (first seed). Columns: the oracle's
-    selectivity, the selectivity of the top-ranked set of the minimal set's size, the smallest
-    top-ranked set whose selectivity is within δ (percent) of the oracle's, and the share of
-    neurons removable under that criterion, next to the share removable under accuracy.
+
+def summary_table(found: pd.DataFrame) -> pd.DataFrame:
+    """One row per chapter and headline part (token tasks, sentence tasks, ...): verdict,
+    measured value with its interval, the paper's number where it gives one."""
+    rows = []
+    for r in found.itertuples():
+        parts = [p for p in (r.rows or []) if p.get("headline")] or [None]
+        pct = r.unit in ("fraction", "share of the oracle")
+        for part in parts:
+            value = r.value if part is None else part["value"]
+            low = r.low if part is None else part["low"]
+            high = r.high if part is None else part["high"]
+            rows.append(
+                {
+                    "chapter": r.chapter,
+                    "part": "" if part is None else part["scope"],
+                    "verdict": r.level if part is None else part["level"],
+                    "measured": ""
+                    if value is None or pd.isna(value)
+                    else (f"{100 * value:.1f}%" if pct else f"{value:,.2f}"),
+                    "interval": ""
+                    if low is None or pd.isna(low)
+                    else (interval_text(low, high) if pct else f"{low:.2f}-{high:.2f}"),
+                    "paper": ""
+                    if r.paper_value is None or pd.isna(r.paper_value)
+                    else (f"{100 * r.paper_value:g}%" if pct else f"{r.paper_value:,g}"),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["chapter", "part"])
+
+
+def selectivity_table(minimal: dict, scores: dict) -> pd.DataFrame:
+    """Selectivity reported for the sets chosen by accuracy, per (model, task) with control
+    tasks (token tasks): the oracle's selectivity and that of the top-ranked probes at the
+    grid's shares (first seed), in points of dev score. Selectivity is never the removal
+    criterion: it says how much of a set's score a probe could reach by memorising word
+    types.
 
     ``minimal``: ``{(model, task): minimal_sets result}``; ``scores``: ``{(model, task):
     layer_probe_scores table}``.
@@ -181,23 +293,14 @@ def selectivity_table(minimal: dict, scores: dict, delta: float) -> pd.DataFrame
         ]
         if at.empty or ctrl.empty:
             continue
-        oracle_sel = float(at[at["target"] == "task"]["dev"].iloc[0] - ctrl["dev"].iloc[0])
-        curve = np.asarray(sel["task_dev"]) - np.asarray(sel["control_dev"])
-        i_min = int(np.argmin(np.abs(np.asarray(sel["k"]) - seed["k"])))
-        ok = np.flatnonzero(curve >= oracle_sel * (1 - delta / 100))
-        share = float(sel["fraction"][ok[0]]) if ok.size else None
-        rows.append(
-            {
-                "model": key[0],
-                "task": key[1],
-                "oracle sel.": f"{100 * oracle_sel:.1f}",
-                "minimal set (%)": f"{100 * seed['fraction']:.2f}",
-                "its sel.": f"{100 * curve[i_min]:.1f}",
-                "set keeping sel. (%)": "none" if share is None else f"{100 * share:.2f}",
-                "removable by acc. (%)": f"{100 * (1 - seed['fraction']):.1f}",
-                "removable by sel. (%)": "" if share is None else f"{100 * (1 - share):.1f}",
-            }
-        )
+        row = {
+            "model": key[0],
+            "task": key[1],
+            "oracle": f"{100 * float(at[at['target'] == 'task']['dev'].iloc[0] - ctrl['dev'].iloc[0]):.1f}",
+        }
+        for share, task, control in zip(sel["fraction"], sel["task_dev"], sel["control_dev"]):
+            row[f"top {100 * share:g}%"] = f"{100 * (task - control):.1f}"
+        rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "task"]) if rows else pd.DataFrame()
 
 

@@ -1,17 +1,20 @@
 """Every chapter's verdict rule, as code: the rule that judges a run and the text that
 states it are the same object, so they cannot drift apart.
 
-A rule takes a small tidy table of measurements (one row per model, task and seed, built
-from the steps' results by the rule's ``measure`` helper) and returns a :class:`Verdict`:
-one of :data:`LEVELS`, what was measured (with the spread over seeds or the interval behind
-it), and whether the outcome is *settled*: a verdict whose deciding threshold falls inside
-its interval says so. Numbers are fractions; the text shows percents.
+A rule takes the tidy table its chapter's ``measure`` builds (:mod:`redundancy.report.
+chapters`: one row per model, task and setting, with the decision each row's interval
+allows) and returns a :class:`Verdict`. The paper's claims are about each task, so the
+probe chapters judge every task on its own, then report token tasks and sentence tasks as
+separate headline rows; the chapter's level combines them. A claim whose deciding line lies
+inside the interval of the run is **inconclusive**: noise decides it, not the rule. Numbers
+are fractions; the text shows percents.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -23,7 +26,11 @@ from .paper import PAPER
 logger = logging.getLogger(__name__)
 
 LEVELS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
-"""Verdict levels; ``inconclusive`` when the measurements cannot decide (timing noise)."""
+"""Verdict levels of the result chapters; ``inconclusive`` when the claim's line lies inside
+the interval of the measurement (sampling noise and seed spread together)."""
+SETUP_LEVELS = ("reproduced", "comparable setup", "smaller setup")
+"""Levels of the setup chapter, which describes the run rather than testing a claim."""
+TASK_KINDS = ("token", "sentence")
 
 
 def _pct(x: float, digits: int = 1) -> str:
@@ -36,6 +43,35 @@ def _span(lo: float, hi: float, digits: int = 2) -> str:
     return a if a == b else f"{a}-{b}"
 
 
+def _pct_span(lo: float, hi: float, digits: int = 1) -> str:
+    a, b = _pct(lo, digits), _pct(hi, digits)
+    return a if a == b else f"{a}-{b}"
+
+
+def at_least(low: float, high: float, line: float) -> str:
+    """Where an interval ``[low, high]`` lies against ``line`` for a claim "value >= line":
+    ``"yes"`` when all of it reaches the line, ``"no"`` when none does, ``"undecided"``
+    when the line lies inside. The one comparison of every band rule below."""
+    if low >= line:
+        return "yes"
+    if not high >= line:
+        return "no"
+    return "undecided"
+
+
+def combine(levels) -> str:
+    """One level for several judged parts (tasks, samples): all alike -> that level; any
+    inconclusive part -> inconclusive; a mix of decided parts -> partly reproduced."""
+    levels = list(levels)
+    if not levels:
+        return LEVELS[3]
+    if all(lv == levels[0] for lv in levels):
+        return levels[0]
+    if LEVELS[3] in levels:
+        return LEVELS[3]
+    return LEVELS[1]
+
+
 @dataclass
 class Verdict:
     """A chapter's verdict.
@@ -46,17 +82,22 @@ class Verdict:
     claim : str
         The paper's claim, with its number.
     level : str
-        One of :data:`LEVELS`.
+        One of :data:`LEVELS` (:data:`SETUP_LEVELS` for the setup chapter).
     measured : str
-        What the run measured, with the spread behind it.
+        What the run measured, in one sentence.
     rule : str
-        The rule's text (:meth:`Rule.describe`).
-    settled : bool
-        False when the deciding threshold lies inside the measured interval.
-    paper_value, value, low, high : float or None
-        The paper's number and the run's estimate with its interval (for the summary figure).
+        The rule's text (:meth:`describe`).
+    paper_value : float or None
+        The paper's number, where the paper gives one.
+    threshold : float or None
+        The book's own line where the paper gives none (drawn differently in the summary).
+    value, low, high : float or None
+        The run's headline estimate and its interval (for the summary figure).
     unit : str
         ``"fraction"`` or another unit of the numbers above.
+    rows : list of dict
+        The judged parts: ``scope`` (``"token tasks"``, ``"minilm / brown-upos"``, ...),
+        ``headline`` (bool), ``level``, ``value``, ``low``, ``high``, ``text``.
     details : dict
         The measurements behind the verdict.
     """
@@ -66,20 +107,31 @@ class Verdict:
     level: str
     measured: str
     rule: str
-    settled: bool = True
     paper_value: float | None = None
+    threshold: float | None = None
     value: float | None = None
     low: float | None = None
     high: float | None = None
     unit: str = "fraction"
+    rows: list = field(default_factory=list)
     details: dict = field(default_factory=dict)
 
     def markdown(self) -> str:
-        """``**Verdict: ….** measured …`` plus a warning when the outcome is not settled."""
+        """``**Verdict: ….**`` with one line per headline row and per task."""
         text = f"**Verdict: {self.level}.** {self.measured}."
-        if not self.settled:
-            text += " *Not settled: the deciding threshold lies inside the interval of this run.*"
-        return text
+        lines = [
+            f"- {'**' + r['scope'] + '**' if r.get('headline') else r['scope']}: "
+            f"*{r['level']}* — {r['text']}"
+            for r in self.rows
+        ]
+        return text + ("\n\n" + "\n".join(lines) if lines else "")
+
+    def table(self) -> pd.DataFrame:
+        """The judged parts as a table (headline rows first)."""
+        df = pd.DataFrame(
+            self.rows, columns=["scope", "headline", "level", "value", "low", "high", "text"]
+        )
+        return df.sort_values("headline", ascending=False, kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -94,48 +146,116 @@ class _Rule:
         raise NotImplementedError
 
 
-def _straddles(low, high, cut) -> bool:
-    return low is not None and high is not None and low < cut <= high
+def _by_kind(per_task: list[dict], unit_text) -> list[dict]:
+    """Headline rows, one per task kind present, from per-task rows (``kind``, ``level``,
+    ``value``, ``low``, ``high``)."""
+    rows = []
+    for kind in TASK_KINDS:
+        part = [r for r in per_task if r["kind"] == kind]
+        if not part:
+            continue
+        value = float(np.mean([r["value"] for r in part]))
+        low = float(min(r["low"] for r in part))
+        high = float(max(r["high"] for r in part))
+        rows.append(
+            {
+                "scope": f"{kind} tasks",
+                "headline": True,
+                "kind": kind,
+                "level": combine(r["level"] for r in part),
+                "value": value,
+                "low": low,
+                "high": high,
+                "text": f"{len(part)} task(s): {unit_text(value, low, high)}",
+            }
+        )
+    return rows
 
 
-def _level_all_some(meets: pd.Series) -> str:
-    if len(meets) and meets.all():
-        return LEVELS[0]
-    return LEVELS[1] if meets.any() else LEVELS[2]
+def _headline(rows: list[dict]) -> tuple[str, float | None, float | None, float | None]:
+    heads = [r for r in rows if r.get("headline")] or rows
+    if not heads:
+        return LEVELS[3], None, None, None
+    level = combine(r["level"] for r in heads)
+    values = [r["value"] for r in heads if r["value"] is not None]
+    lows = [r["low"] for r in heads if r["low"] is not None]
+    highs = [r["high"] for r in heads if r["high"] is not None]
+    return (
+        level,
+        float(np.mean(values)) if values else None,
+        float(min(lows)) if lows else None,
+        float(max(highs)) if highs else None,
+    )
+
+
+def _task_row(model, task, kind, level, value, low, high, text) -> dict:
+    return {
+        "scope": f"{model} / {task}",
+        "headline": False,
+        "kind": kind,
+        "level": level,
+        "value": float(value),
+        "low": float(low),
+        "high": float(high),
+        "text": text,
+    }
+
+
+DECISIONS = ("within", "inconclusive", "outside")
+"""What a paired-bootstrap interval says of "score >= (1 - δ) x oracle"
+(:func:`redundancy.analysis.metrics.decide_within`)."""
 
 
 # ----------------------------------------------------------------------------- 1
 @dataclass(frozen=True)
 class SetupRule(_Rule):
-    """Chapter 1: the paper's feature size and data size."""
+    """Chapter 1: the paper's models, data and sizes."""
 
     n_features: int = PAPER.n_features
     train_tokens: int = PAPER.train_tokens
+    models: tuple = PAPER.models
 
     @property
     def claim(self) -> str:
         return (
-            f"13 x 768 = {self.n_features:,} features per instance; "
-            f"{self.train_tokens:,} training tokens per token task"
+            f"{', '.join(self.models)}: 13 x 768 = {self.n_features:,} features per instance; "
+            f"{self.train_tokens:,} training tokens per token task; the paper's tasks"
         )
 
     def describe(self) -> str:
         return (
-            f"**reproduced** when every model has {self.n_features:,} features per instance and "
-            f"every token task trains on at least {self.train_tokens:,} tokens; **partly "
-            "reproduced** otherwise (the protocol is the paper's, the sizes are not). A setup "
-            "cannot be *not reproduced*."
+            f"**reproduced** only with the paper's models ({', '.join(self.models)}) and "
+            f"data (its POS, SEM, CCG, chunking and GLUE files), {self.n_features:,} features "
+            f"and at least {self.train_tokens:,} training tokens per token task; **comparable "
+            "setup** with the paper's sizes but another model or corpus; **smaller setup** "
+            "when a model has fewer features or a token task fewer training tokens. The setup "
+            "describes the run: it is not counted among the results."
         )
 
-    def judge(self, features: pd.Series, train_tokens: pd.Series) -> Verdict:
-        """``features``: per model; ``train_tokens``: per token task."""
-        size_ok = bool((features == self.n_features).all())
-        data_ok = bool((train_tokens >= self.train_tokens).all())
-        level = LEVELS[0] if size_ok and data_ok else LEVELS[1]
-        measured = "features per instance: " + ", ".join(f"{m} {f:,}" for m, f in features.items())
-        measured += "; training tokens: " + (
-            ", ".join(f"{t} {n:,}" for t, n in train_tokens.items()) or "no token task"
+    def judge(self, table: pd.DataFrame) -> Verdict:
+        """``table``: :func:`redundancy.report.chapters.measure_setup` (rows per model with
+        ``model``, ``features``, ``paper_model``; ``attrs``: ``train_tokens`` per token
+        task, ``paper_data``)."""
+        tokens = pd.Series(table.attrs.get("train_tokens", {}), dtype=float)
+        sizes_ok = bool((table["features"] == self.n_features).all()) and bool(
+            (tokens >= self.train_tokens).all()
         )
+        paper = bool(table["paper_model"].all()) and bool(table.attrs.get("paper_data", False))
+        level = (
+            SETUP_LEVELS[0]
+            if sizes_ok and paper
+            else SETUP_LEVELS[1]
+            if sizes_ok
+            else SETUP_LEVELS[2]
+        )
+        measured = "features per instance: " + ", ".join(
+            f"{m} {int(f):,}" for m, f in zip(table["model"], table["features"])
+        )
+        measured += "; training tokens: " + (
+            ", ".join(f"{t} {int(n):,}" for t, n in tokens.items()) or "no token task"
+        )
+        if not paper:
+            measured += "; models or corpus other than the paper's"
         return Verdict(
             self.chapter,
             self.claim,
@@ -143,7 +263,7 @@ class SetupRule(_Rule):
             measured,
             self.describe(),
             paper_value=float(self.n_features),
-            value=float(features.min()),
+            value=float(table["features"].min()),
             unit="features",
         )
 
@@ -151,7 +271,7 @@ class SetupRule(_Rule):
 # ----------------------------------------------------------------------------- 2
 @dataclass(frozen=True)
 class CKARule(_Rule):
-    """Chapter 2: adjacent layers are highly similar (linear CKA)."""
+    """Chapter 2: adjacent layers are highly similar (linear CKA); the 0.8 is the book's."""
 
     high: float = 0.8
 
@@ -161,51 +281,67 @@ class CKARule(_Rule):
 
     def describe(self) -> str:
         return (
-            f"for every model and sample of instances, (a) the mean linear CKA of adjacent "
-            f"layers is at least {self.high:g} and (b) it exceeds the mean CKA of layers three "
-            "or more apart. **reproduced** when (a) and (b) hold everywhere; **partly "
-            "reproduced** when one of them does; **not reproduced** otherwise. Not settled when "
-            "the samples disagree."
+            "for every model and sample of instances, on linear CKA (the paper's variant is "
+            "not stated; the chapter shows debiased CKA beside it): (a) the mean CKA of "
+            f"adjacent layers is at least {self.high:g} (the book's line: the paper gives no "
+            "number) and (b) it exceeds the mean CKA of layers three or more apart. Each is "
+            "decided on the bootstrap interval over instances: yes when the whole interval "
+            "is on the claim's side, no when none of it is, undecided otherwise. "
+            "**reproduced** when (a) and (b) are yes everywhere, **partly reproduced** when "
+            "one is, **not reproduced** when neither is, **inconclusive** when one is "
+            "undecided."
         )
 
     def judge(self, stats: pd.DataFrame) -> Verdict:
-        """``stats``: rows (model, sample) with columns ``adjacent`` and ``far``."""
-        high = stats["adjacent"] >= self.high
-        falls = stats["adjacent"] > stats["far"]
-        level = (
-            LEVELS[0]
-            if high.all() and falls.all()
-            else LEVELS[1]
-            if high.all() or falls.all()
-            else LEVELS[2]
-        )
-        per_sample = [(high[m] & falls[m]).all() for m in stats.index.get_level_values(0).unique()]
-        settled = bool(
-            (high.groupby(level=0).nunique() == 1).all()
-            and (falls.groupby(level=0).nunique() == 1).all()
-        )
-        lo, hi = float(stats["adjacent"].min()), float(stats["adjacent"].max())
-        measured = (
-            "; ".join(
-                f"{m}: adjacent {_span(part['adjacent'].min(), part['adjacent'].max())}, "
-                f">= 3 apart {_span(part['far'].min(), part['far'].max())}"
-                for m, part in stats.groupby(level=0)
+        """``stats``: rows (``model``, ``sample``, ``adjacent``, ``adjacent_low``,
+        ``adjacent_high``, ``far``, ``far_low``, ``far_high``)."""
+        rows = []
+        for _, r in stats.iterrows():
+            a = at_least(r["adjacent_low"], r["adjacent_high"], self.high)
+            gap_low = r["adjacent_low"] - r["far_high"]
+            gap_high = r["adjacent_high"] - r["far_low"]
+            b = "yes" if gap_low > 0 else "no" if gap_high <= 0 else "undecided"
+            parts = (a, b)
+            level = (
+                LEVELS[3]
+                if "undecided" in parts
+                else LEVELS[0]
+                if parts == ("yes", "yes")
+                else LEVELS[2]
+                if parts == ("no", "no")
+                else LEVELS[1]
             )
-            + f" (ranges over {stats.index.get_level_values(1).nunique()} samples)"
+            rows.append(
+                {
+                    "scope": f"{r['model']} / {r['sample']}",
+                    "headline": False,
+                    "kind": "all",
+                    "level": level,
+                    "value": float(r["adjacent"]),
+                    "low": float(r["adjacent_low"]),
+                    "high": float(r["adjacent_high"]),
+                    "text": f"adjacent {r['adjacent']:.2f} ({_span(r['adjacent_low'], r['adjacent_high'])}), "
+                    f">= 3 apart {r['far']:.2f} ({_span(r['far_low'], r['far_high'])}): (a) {a}, (b) {b}",
+                }
+            )
+        level, value, low, high = _headline(rows)
+        measured = (
+            f"mean CKA of adjacent layers {_span(stats['adjacent'].min(), stats['adjacent'].max())} "
+            f"against {_span(stats['far'].min(), stats['far'].max())} for layers three or more apart "
+            f"({len(stats)} model x sample rows)"
         )
         return Verdict(
             self.chapter,
             self.claim,
             level,
-            "mean CKA " + measured,
+            measured,
             self.describe(),
-            settled,
-            self.high,
-            float(stats["adjacent"].mean()),
-            lo,
-            hi,
-            "CKA",
-            {"all_models_hold": per_sample},
+            threshold=self.high,
+            value=value,
+            low=low,
+            high=high,
+            unit="CKA",
+            rows=rows,
         )
 
 
@@ -215,7 +351,7 @@ class ClusteringRule(_Rule):
     """Chapter 3: 85% of the neurons are redundant (correlation clustering)."""
 
     reproduced_at: float = PAPER.redundant_neurons
-    partly_at: float = 0.5
+    partly_band: float = 0.10
 
     @property
     def claim(self) -> str:
@@ -223,53 +359,72 @@ class ClusteringRule(_Rule):
             f"{_pct(self.reproduced_at, 0)} of the neurons are redundant (correlation clustering)"
         )
 
+    @property
+    def partly_at(self) -> float:
+        return round(self.reproduced_at - self.partly_band, 6)
+
     def describe(self) -> str:
         return (
-            "for each model, task and seed, take the largest share of neurons that "
-            "clustering makes redundant at a threshold whose probe keeps at least (100 - δ)% "
-            "of that seed's oracle dev score; average over models and tasks. "
-            f"**reproduced** when the mean over seeds is at least {_pct(self.reproduced_at, 0)}, "
-            f"**partly reproduced** at {_pct(self.partly_at, 0)} or more, **not reproduced** "
-            "below. The interval is the range over seeds."
+            "for each model and task, a threshold counts when the paired bootstrap says its "
+            "probe on the kept neurons is within δ of the oracle (decided on dev, seeds "
+            "pooled); the task's share of redundant neurons runs from the largest share at a "
+            "threshold that counts (sure) to the largest share at a threshold not ruled out "
+            f"(possible). **reproduced** when the sure share is at least "
+            f"{_pct(self.reproduced_at, 0)} (the paper's number); **partly reproduced** when "
+            f"it is at least {_pct(self.partly_at, 0)} ({_pct(self.partly_band, 0)} points "
+            "under the paper's); **not reproduced** when even the possible share is below "
+            f"{_pct(self.partly_at, 0)}; **inconclusive** when one of these lines lies "
+            "between the sure and the possible share. Token and sentence tasks are headline "
+            "rows of their own."
         )
 
-    @staticmethod
-    def measure(sweeps: pd.DataFrame, delta: float) -> pd.DataFrame:
-        """Per (model, task, seed) the largest ``fraction_redundant`` within δ of the oracle
-        (0 when no threshold keeps the score), from :func:`~redundancy.report.steps.cc_sweep`
-        tables with ``model`` and ``task`` columns."""
-        keep = sweeps["dev_vs_oracle"] >= 1 - delta / 100
-        best = sweeps[keep].groupby(["model", "task", "seed"])["fraction_redundant"].max()
-        full = sweeps.groupby(["model", "task", "seed"])["fraction_redundant"].max() * 0
-        return best.reindex(full.index, fill_value=0.0).rename("fraction").reset_index()
+    def _level(self, sure: float, possible: float) -> str:
+        for line, level in ((self.reproduced_at, LEVELS[0]), (self.partly_at, LEVELS[1])):
+            side = at_least(sure, possible, line)
+            if side == "yes":
+                return level
+            if side == "undecided":
+                return LEVELS[3]
+        return LEVELS[2]
 
-    def judge(self, measured: pd.DataFrame) -> Verdict:
-        """``measured``: :meth:`measure`'s table (``model``, ``task``, ``seed``, ``fraction``)."""
-        per_seed = measured.groupby("seed")["fraction"].mean()
-        value, lo, hi = float(per_seed.mean()), float(per_seed.min()), float(per_seed.max())
-        level = (
-            LEVELS[0]
-            if value >= self.reproduced_at
-            else LEVELS[1]
-            if value >= self.partly_at
-            else LEVELS[2]
+    def judge(self, table: pd.DataFrame) -> Verdict:
+        """``table``: :func:`redundancy.report.chapters.measure_clustering` (rows per model,
+        task and threshold: ``kind``, ``fraction_redundant``, ``decision``, ...)."""
+        per_task = []
+        for (m, t), part in table.groupby(["model", "task"], sort=False):
+            sure = part.loc[part["decision"] == "within", "fraction_redundant"].max()
+            possible = part.loc[part["decision"] != "outside", "fraction_redundant"].max()
+            sure = 0.0 if pd.isna(sure) else float(sure)
+            possible = max(sure, 0.0 if pd.isna(possible) else float(possible))
+            per_task.append(
+                _task_row(
+                    m,
+                    t,
+                    part["kind"].iloc[0],
+                    self._level(sure, possible),
+                    sure,
+                    sure,
+                    possible,
+                    f"{_pct_span(sure, possible)} of the neurons redundant within δ",
+                )
+            )
+        heads = _by_kind(
+            per_task,
+            lambda v, lo, hi: f"{_pct(v)} redundant on average (tasks {_pct_span(lo, hi)})",
         )
-        settled = not any(_straddles(lo, hi, c) for c in (self.reproduced_at, self.partly_at))
-        text = (
-            f"on average {_pct(value)} of the neurons are redundant without losing more than "
-            f"δ of the oracle's dev score (seeds: {_pct(lo)}-{_pct(hi)})"
-        )
+        level, value, low, high = _headline(heads)
+        measured = "; ".join(f"{h['scope']}: {h['text']}" for h in heads)
         return Verdict(
             self.chapter,
             self.claim,
             level,
-            text,
+            measured,
             self.describe(),
-            settled,
-            self.reproduced_at,
-            value,
-            lo,
-            hi,
+            paper_value=self.reproduced_at,
+            value=value,
+            low=low,
+            high=high,
+            rows=heads + per_task,
         )
 
 
@@ -278,41 +433,80 @@ class ClusteringRule(_Rule):
 class LayerRule(_Rule):
     """Chapter 4: a few lower layers reach the oracle."""
 
+    few_share: float = 1 / 3
+
     @property
     def claim(self) -> str:
         return "a few lower layers reach the oracle: the rest are redundant for the task"
 
+    def few_layers(self, n_layers: int) -> int:
+        """The highest layer index still counted as "a few lower layers": layers 0..l with
+        l + 1 = ceil(share x n_layers)."""
+        return max(int(math.ceil(self.few_share * n_layers - 1e-9)) - 1, 0)
+
     def describe(self) -> str:
         return (
-            "LayerSelector picks, for each model, task and seed, the smallest l whose probe on "
-            "layers 0..l has a dev score above oracle x (1 - δ/100). A (model, task) pair "
-            "meets the claim when l is below the last layer for every seed. **reproduced** "
-            "when every pair meets it, **partly reproduced** when some do, **not reproduced** "
-            "when none does. Not settled when the seeds of a pair disagree."
+            f'"a few lower layers" means at most {self.few_share:.0%} of the layers '
+            "(layers 0..l with l + 1 = ceil(n_layers / 3): 0..2 of 7, 0..4 of 13). For each "
+            "model and task the incremental probe on those layers is compared with the oracle "
+            "by a paired bootstrap on dev, seeds pooled. **reproduced** when it is within δ; "
+            "**partly reproduced** when it is not, but some probe below the last layer is; "
+            "**not reproduced** when no probe below the last layer is within δ; "
+            "**inconclusive** when the deciding interval contains the line."
         )
 
-    def judge(self, selected: pd.DataFrame) -> Verdict:
-        """``selected``: rows (``model``, ``task``, ``seed``, ``layer``, ``last_layer``)."""
-        early = selected["layer"] < selected["last_layer"]
-        by_pair = early.groupby([selected["model"], selected["task"]])
-        meets, mixed = by_pair.all(), by_pair.any() & ~by_pair.all()
-        level = _level_all_some(meets)
-        text = "; ".join(
-            f"{m} / {t}: layers 0..{part['layer'].min()}"
-            + (f"-{part['layer'].max()}" if part["layer"].nunique() > 1 else "")
-            + f" of 0..{part['last_layer'].iloc[0]}"
-            for (m, t), part in selected.groupby(["model", "task"], sort=False)
+    def judge(self, table: pd.DataFrame) -> Verdict:
+        """``table``: :func:`redundancy.report.chapters.measure_layers` (rows per model, task
+        and layer: ``kind``, ``layer``, ``n_layers``, ``ratio``, ``low``, ``high``,
+        ``decision``)."""
+        per_task = []
+        for (m, t), part in table.groupby(["model", "task"], sort=False):
+            part = part.sort_values("layer")
+            n_layers = int(part["n_layers"].iloc[0])
+            few = self.few_layers(n_layers)
+            at = part[part["layer"] == few].iloc[0]
+            below = part[part["layer"] < n_layers - 1]
+            first = below.loc[below["decision"] == "within", "layer"]
+            if at["decision"] == "within":
+                level = LEVELS[0]
+            elif at["decision"] == "inconclusive":
+                level = LEVELS[3]
+            elif len(first):
+                level = LEVELS[1]
+            else:
+                level = LEVELS[3] if (below["decision"] == "inconclusive").any() else LEVELS[2]
+            reach = f"layers 0..{int(first.iloc[0])}" if len(first) else "no layer below the last"
+            per_task.append(
+                _task_row(
+                    m,
+                    t,
+                    part["kind"].iloc[0],
+                    level,
+                    at["ratio"],
+                    at["low"],
+                    at["high"],
+                    f"layers 0..{few} of 0..{n_layers - 1} keep {_pct(at['ratio'])} of the oracle "
+                    f"({_pct_span(at['low'], at['high'])}); first within δ: {reach}",
+                )
+            )
+        heads = _by_kind(
+            per_task,
+            lambda v, lo, hi: (
+                f"the lower third keeps {_pct(v)} of the oracle ({_pct_span(lo, hi)})"
+            ),
         )
+        level, value, low, high = _headline(heads)
         return Verdict(
             self.chapter,
             self.claim,
             level,
-            f"incremental probe within δ of the oracle at {text}",
+            "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
             self.describe(),
-            not bool(mixed.any()),
-            1.0,
-            float(meets.mean()),
-            unit="pairs meeting",
+            value=value,
+            low=low,
+            high=high,
+            unit="share of the oracle",
+            rows=heads + per_task,
         )
 
 
@@ -322,44 +516,81 @@ class RankingRule(_Rule):
     """Chapter 5: at least 92% of the neurons can be removed for a task."""
 
     removable: float = PAPER.removable_for_task
+    partly_removable: float = 0.80
 
     @property
     def claim(self) -> str:
         return f"at least {_pct(self.removable, 0)} of the neurons can be removed for a task"
 
     def describe(self) -> str:
+        keep = 1 - self.removable
         return (
-            "for each model, task and seed, the minimal set is the smallest top-ranked set "
-            "whose probe keeps the oracle's dev score within δ; a pair meets the claim when the "
-            f"mean removable share over seeds is at least {_pct(self.removable, 0)}. "
-            "**reproduced** when every pair meets it, **partly reproduced** when some do, "
-            "**not reproduced** when none does. Not settled when a pair's seeds straddle "
-            f"{_pct(self.removable, 0)}."
+            f"for each model and task, the probe on the top-ranked {_pct(keep, 0)} of the "
+            f"neurons (so {_pct(self.removable, 0)} removed) (each seed ranks from its own oracle) is compared with the oracle by a "
+            "paired bootstrap on dev, seeds pooled. **reproduced** when it is within δ; "
+            f"**partly reproduced** when it is not but the top {_pct(1 - self.partly_removable, 0)} "
+            f"are (at least {_pct(self.partly_removable, 0)} removable); **not reproduced** "
+            "when neither is; **inconclusive** when the deciding interval contains the line. "
+            "Selection is by accuracy, as in the paper; selectivity is reported beside it, "
+            "never used to remove neurons."
         )
 
-    def judge(self, minimal: pd.DataFrame) -> Verdict:
-        """``minimal``: rows (``model``, ``task``, ``seed``, ``fraction``: minimal-set share)."""
-        removable = 1 - minimal["fraction"]
-        grouped = removable.groupby([minimal["model"], minimal["task"]], sort=False)
-        mean, lo, hi = grouped.mean(), grouped.min(), grouped.max()
-        level = _level_all_some(mean >= self.removable)
-        settled = not any(_straddles(a, b, self.removable) for a, b in zip(lo, hi))
-        text = "; ".join(
-            f"{m} / {t}: {_pct(mean[(m, t)])} removable (seeds {_pct(lo[(m, t)])}-"
-            f"{_pct(hi[(m, t)])})"
-            for m, t in mean.index
+    def _at(self, part: pd.DataFrame, share: float) -> pd.Series | None:
+        ok = part[part["fraction"] <= share + 1e-9]
+        return ok.sort_values("fraction").iloc[-1] if len(ok) else None
+
+    def judge(self, table: pd.DataFrame) -> Verdict:
+        """``table``: :func:`redundancy.report.chapters.measure_ranking` (rows per model,
+        task and share of :data:`~redundancy.report.steps.neurons.RANK_GRID`: ``kind``,
+        ``fraction``, ``ratio``, ``low``, ``high``, ``decision``)."""
+        per_task = []
+        for (m, t), part in table.groupby(["model", "task"], sort=False):
+            claim = self._at(part, 1 - self.removable)
+            partly = self._at(part, 1 - self.partly_removable)
+            decisions = [r["decision"] if r is not None else "outside" for r in (claim, partly)]
+            if decisions[0] == "within":
+                level = LEVELS[0]
+            elif decisions[0] == "inconclusive":
+                level = LEVELS[3]
+            else:
+                level = {"within": LEVELS[1], "inconclusive": LEVELS[3]}.get(
+                    decisions[1], LEVELS[2]
+                )
+            within = part.loc[part["decision"] == "within", "fraction"]
+            possible = part.loc[part["decision"] != "outside", "fraction"]
+            sure = 1 - float(within.min()) if len(within) else 0.0
+            maybe = max(sure, 1 - float(possible.min()) if len(possible) else 0.0)
+            shown = claim if claim is not None else part.iloc[0]
+            per_task.append(
+                _task_row(
+                    m,
+                    t,
+                    part["kind"].iloc[0],
+                    level,
+                    sure,
+                    sure,
+                    maybe,
+                    f"top {_pct(shown['fraction'], 1)} keep {_pct(shown['ratio'])} of the oracle "
+                    f"({_pct_span(shown['low'], shown['high'])}); removable within δ: "
+                    f"{_pct_span(sure, maybe)}",
+                )
+            )
+        heads = _by_kind(
+            per_task,
+            lambda v, lo, hi: f"{_pct(v)} removable on average (tasks {_pct_span(lo, hi)})",
         )
+        level, value, low, high = _headline(heads)
         return Verdict(
             self.chapter,
             self.claim,
             level,
-            text,
+            "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
             self.describe(),
-            settled,
-            self.removable,
-            float(mean.mean()),
-            float(lo.min()),
-            float(hi.max()),
+            paper_value=self.removable,
+            value=value,
+            low=low,
+            high=high,
+            rows=heads + per_task,
         )
 
 
@@ -381,114 +612,197 @@ class TransferRule(_Rule):
 
     def describe(self) -> str:
         return (
-            f"a {self.branch} run (model, task, δ pair) meets the claim when, averaged over "
-            f"seeds, its final test score is at least {_pct(self.score_kept, 0)} of the "
-            f"oracle's and it keeps at most {_pct(self.neurons_kept, 0)} of the neurons. "
-            "**reproduced** when every run meets it, **partly reproduced** when some do, "
-            "**not reproduced** when none does. Not settled when a run's seeds fall on both "
-            "sides."
+            f"a {self.branch} run (model, task, δ pair) meets the claim when the paired "
+            "bootstrap of its final probe against the oracle on test (seeds pooled) puts the "
+            f"score kept at {_pct(self.score_kept, 0)} or more, and every seed keeps at most "
+            f"{_pct(self.neurons_kept, 0)} of the neurons; it fails when the interval lies "
+            "below the line or every seed keeps more; otherwise it is undecided. Per task: "
+            "**reproduced** when every run meets the claim, **partly reproduced** when some "
+            "do, **not reproduced** when none does and none is undecided, **inconclusive** "
+            "otherwise."
         )
 
-    def judge(self, runs: pd.DataFrame) -> Verdict:
-        """``runs``: rows (``model``, ``task``, ``branch``, ``delta_ls``, ``delta_fs``,
-        ``seed``, ``score_kept``, ``fraction_kept``)."""
-        runs = runs[runs["branch"] == self.branch]
-        ok = (runs["score_kept"] >= self.score_kept) & (runs["fraction_kept"] <= self.neurons_kept)
-        keys = [runs[c] for c in ("model", "task", "delta_ls", "delta_fs")]
-        mean = runs.groupby(keys)[["score_kept", "fraction_kept"]].mean()
-        meets = (mean["score_kept"] >= self.score_kept) & (
-            mean["fraction_kept"] <= self.neurons_kept
+    def judge(self, table: pd.DataFrame) -> Verdict:
+        """``table``: :func:`redundancy.report.chapters.measure_transfer` (rows per model,
+        task, branch and δ pair: ``kind``, ``ratio``, ``low``, ``high``, ``decision``,
+        ``fraction_kept``, ``fraction_kept_min``, ``fraction_kept_max``)."""
+        table = table[table["branch"] == self.branch]
+        per_task = []
+        for (m, t), part in table.groupby(["model", "task"], sort=False):
+            neurons = [
+                "yes"
+                if hi <= self.neurons_kept
+                else "no"
+                if lo > self.neurons_kept
+                else "undecided"
+                for lo, hi in zip(part["fraction_kept_min"], part["fraction_kept_max"])
+            ]
+            status = [
+                "meets"
+                if d == "within" and n == "yes"
+                else "fails"
+                if d == "outside" or n == "no"
+                else "undecided"
+                for d, n in zip(part["decision"], neurons)
+            ]
+            if all(s == "meets" for s in status):
+                level = LEVELS[0]
+            elif "meets" in status:
+                level = LEVELS[1]
+            elif "undecided" in status:
+                level = LEVELS[3]
+            else:
+                level = LEVELS[2]
+            per_task.append(
+                _task_row(
+                    m,
+                    t,
+                    part["kind"].iloc[0],
+                    level,
+                    part["ratio"].median(),
+                    part["low"].min(),
+                    part["high"].max(),
+                    f"{status.count('meets')} of {len(status)} δ pairs meet the claim; score kept "
+                    f"{_pct_span(part['ratio'].min(), part['ratio'].max())} (intervals "
+                    f"{_pct_span(part['low'].min(), part['high'].max())}) with "
+                    f"{_pct_span(part['fraction_kept_min'].min(), part['fraction_kept_max'].max(), 2)} "
+                    "of the neurons",
+                )
+            )
+        heads = _by_kind(
+            per_task, lambda v, lo, hi: f"score kept {_pct(v)} (intervals {_pct_span(lo, hi)})"
         )
-        by_run = ok.groupby(keys)
-        settled = not bool((by_run.any() & ~by_run.all()).any())
-        text = (
-            f"{int(meets.sum())} of {len(meets)} runs keep >= {_pct(self.score_kept, 0)} of the "
-            f"oracle's score with <= {_pct(self.neurons_kept, 0)} of the neurons (score kept "
-            f"{_pct(mean['score_kept'].min())}-{_pct(mean['score_kept'].max())}, neurons kept "
-            f"{_pct(mean['fraction_kept'].min(), 2)}-{_pct(mean['fraction_kept'].max(), 2)})"
-        )
+        level, value, low, high = _headline(heads)
         return Verdict(
             self.chapter,
             self.claim,
-            _level_all_some(meets),
-            text,
+            level,
+            "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
             self.describe(),
-            settled,
-            self.score_kept,
-            float(mean["score_kept"].median()),
-            float(runs["score_kept"].min()),
-            float(runs["score_kept"].max()),
+            paper_value=self.score_kept,
+            value=value,
+            low=low,
+            high=high,
+            rows=heads + per_task,
         )
 
 
 # ----------------------------------------------------------------------------- 7
 @dataclass(frozen=True)
 class TimingRule(_Rule):
-    """Chapter 7: stopping early and probing fewer features save time."""
+    """Chapter 7: stopping early and probing fewer features save time, in proportion."""
+
+    efficiency: float = 0.5
 
     @property
     def claim(self) -> str:
         return (
             "stopping at the selected layer and probing fewer features save time (paper: "
             f"{PAPER.forward_ms['BERT']} ms BERT, {PAPER.forward_ms['XLNet']} ms XLNet per "
-            f"instance; {PAPER.probe_seconds} s for a probe on {PAPER.n_features:,} features)"
+            f"instance for the full model; {PAPER.probe_seconds} s for a probe on "
+            f"{PAPER.n_features:,} features)"
         )
 
     def describe(self) -> str:
         return (
-            "two comparisons, each decided only when its whole range over the timed rounds "
-            "lies on one side of 1 (ratios paired within a round): (a) the forward pass "
-            "stopped at each selected layer below the last is faster than the full model; "
-            "(b) training a probe on the most features is slower than on the fewest. "
-            "**reproduced** when both are decided yes, **partly reproduced** when one is yes "
-            "and the other no, **not reproduced** when both are no, **inconclusive** when "
-            "either cannot be decided."
+            "absolute times are not compared across hardware; ratios are. The paper's timings "
+            "imply that cost follows what is computed, so the reference speed-up is the "
+            "arithmetic one: (a) a forward pass stopped after block l of L blocks should be "
+            "L / l times faster than the full model; (b) a probe on n_max features should take "
+            "n_max / n_min times as long as one on n_min. A part is **met** when the measured "
+            f"speed-up is at least {self.efficiency:.0%} of its reference over the whole range "
+            "of the timed rounds, **missed** when the whole range is below, undecided otherwise. "
+            "**reproduced** when both parts are met, **partly reproduced** when one is, **not "
+            "reproduced** when neither is, **inconclusive** when a part is undecided."
         )
+
+    def _part(self, low: float, high: float, reference: float) -> str:
+        return at_least(low, high, self.efficiency * reference)
 
     def judge(self, forward: pd.DataFrame, probe: pd.DataFrame) -> Verdict:
         """``forward``: rows (``model``, ``task``, ``layer``, ``last_layer``, ``speedup``,
-        ``speedup_low``, ``speedup_high``); ``probe``: rows (``n_features``, ``vs_smallest``,
-        ``vs_smallest_low``, ``vs_smallest_high``)."""
-        from ..analysis.timing import clear_difference
-
-        below = forward[forward["layer"] < forward["last_layer"]]
-        fw = [clear_difference(a, b) for a, b in zip(below["speedup_low"], below["speedup_high"])]
-        top = probe.sort_values("n_features").iloc[-1]
-        parts = {
-            "forward": None if not fw else (1 if min(fw) == 1 else -1 if -1 in fw else 0),
-            "probe": clear_difference(top["vs_smallest_low"], top["vs_smallest_high"]),
-        }
+        ``speedup_low``, ``speedup_high``) at the selected layers; ``probe``: rows
+        (``n_features``, ``vs_smallest``, ``vs_smallest_low``, ``vs_smallest_high``)."""
+        rows = []
+        below = forward[(forward["layer"] < forward["last_layer"]) & (forward["layer"] > 0)]
+        below = below.drop_duplicates(["model", "layer"])
+        for _, r in below.iterrows():
+            ref = r["last_layer"] / r["layer"]
+            part = self._part(r["speedup_low"], r["speedup_high"], ref)
+            rows.append(
+                {
+                    "scope": f"forward {r['model']}, block {int(r['layer'])} of {int(r['last_layer'])}",
+                    "headline": False,
+                    "kind": "forward",
+                    "part": part,
+                    "value": float(r["speedup"] / ref),
+                    "low": float(r["speedup_low"] / ref),
+                    "high": float(r["speedup_high"] / ref),
+                    "text": f"{r['speedup']:.2f}x ({_span(r['speedup_low'], r['speedup_high'])}x) "
+                    f"against {ref:.2f}x by block count",
+                }
+            )
+        ordered = probe.sort_values("n_features")
+        top, small = ordered.iloc[-1], ordered.iloc[0]
+        ref = top["n_features"] / small["n_features"]
+        part = self._part(top["vs_smallest_low"], top["vs_smallest_high"], ref)
+        rows.append(
+            {
+                "scope": f"probe {int(top['n_features']):,} vs {int(small['n_features']):,} features",
+                "headline": False,
+                "kind": "probe",
+                "part": part,
+                "value": float(top["vs_smallest"] / ref),
+                "low": float(top["vs_smallest_low"] / ref),
+                "high": float(top["vs_smallest_high"] / ref),
+                "text": f"{top['vs_smallest']:.2f}x ({_span(top['vs_smallest_low'], top['vs_smallest_high'])}x) "
+                f"against {ref:.1f}x by feature count",
+            }
+        )
+        word = {"yes": "met", "no": "missed", "undecided": "undecided"}
+        for r in rows:
+            r["level"] = {"yes": LEVELS[0], "no": LEVELS[2], "undecided": LEVELS[3]}[r["part"]]
+            r["text"] += f": {word[r['part']]}"
+        parts = {}
+        for kind in ("forward", "probe"):
+            got = [r["part"] for r in rows if r["kind"] == kind]
+            parts[kind] = (
+                None
+                if not got
+                else "undecided"
+                if "undecided" in got
+                else "yes"
+                if all(g == "yes" for g in got)
+                else "no"
+            )
         decided = [v for v in parts.values() if v is not None]
         level = (
             LEVELS[3]
-            if 0 in decided or not decided
+            if "undecided" in decided or not decided
             else LEVELS[0]
-            if all(v == 1 for v in decided)
+            if all(v == "yes" for v in decided)
             else LEVELS[2]
-            if all(v == -1 for v in decided)
+            if all(v == "no" for v in decided)
             else LEVELS[1]
         )
-        text = (
-            f"forward speed-up at the selected layers "
-            f"{_span(below['speedup'].min(), below['speedup'].max())}x (ranges "
-            f"{_span(below['speedup_low'].min(), below['speedup_high'].max())}x)"
-            if len(below)
-            else "no selected layer below the last (nothing to speed up)"
-        )
-        text += (
-            f"; probe on {int(top['n_features']):,} features {top['vs_smallest']:.1f}x the time "
-            f"of the smallest (range {top['vs_smallest_low']:.1f}-{top['vs_smallest_high']:.1f}x)"
+        effs = [r["value"] for r in rows]
+        measured = (
+            "measured speed-ups reach "
+            + ", ".join(f"{_pct(r['value'], 0)} ({r['scope']})" for r in rows)
+            + f" of the arithmetic reference (line: {self.efficiency:.0%})"
         )
         return Verdict(
             self.chapter,
             self.claim,
             level,
-            text,
+            measured,
             self.describe(),
-            level != LEVELS[3],
-            1.0,
-            float(below["speedup"].median()) if len(below) else None,
-            unit="speed-up",
+            threshold=self.efficiency,
+            value=float(np.median(effs)),
+            low=float(min(r["low"] for r in rows)),
+            high=float(max(r["high"] for r in rows)),
+            unit="share of the reference speed-up",
+            rows=rows,
             details={"parts": parts},
         )
 
@@ -502,15 +816,18 @@ RULES = {
     "06-transfer": TransferRule("06-transfer"),
     "07-timing": TimingRule("07-timing"),
 }
-"""The rule of every chapter, by notebook name."""
+"""The rule of every chapter, by notebook name (declared with its measurement in
+:mod:`redundancy.report.chapters`)."""
 
 
 # ------------------------------------------------------------------- recording
 def record(cfg, verdict: Verdict) -> dict:
     """Write a chapter's verdict to ``<results_dir>/<chapter>.json`` for the summary page."""
-    if verdict.level not in LEVELS:
+    allowed = SETUP_LEVELS if verdict.chapter.startswith("01-") else LEVELS
+    if verdict.level not in allowed:
         raise ValueError(
-            f"The 'level' of a Verdict must be one of {LEVELS}. Got {verdict.level!r} instead."
+            f"The 'level' of a Verdict of {verdict.chapter} must be one of {allowed}. "
+            f"Got {verdict.level!r} instead."
         )
     data = {
         **asdict(verdict),
@@ -539,8 +856,10 @@ def load(cfg) -> pd.DataFrame:
 
 
 def summary_counts(verdicts: pd.DataFrame) -> dict:
-    """Number of chapters per level (every level listed)."""
-    counts = verdicts["level"].value_counts()
+    """Number of result chapters per level (every level listed); the setup chapter, which
+    describes the run rather than testing a claim, is not counted."""
+    results = verdicts[~verdicts["chapter"].astype(str).str.startswith("01-")]
+    counts = results["level"].value_counts()
     return {level: int(counts.get(level, 0)) for level in LEVELS}
 
 

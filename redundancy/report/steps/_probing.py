@@ -38,6 +38,20 @@ class ProbeData:
         return control_labels(task_types(self.task, split), dist, random_state=seed)
 
 
+def controls_apply(data: ProbeData, cfg: Config) -> bool:
+    """Whether the run trains control-task probes for this task: asked for, a classification
+    task, and token-level. A sentence is its own word type, so a per-type control cannot
+    generalise to unseen sentences; sentence tasks report the gain over the majority class
+    instead."""
+    from ...data.tasks import task_level
+
+    return bool(
+        cfg.control_tasks
+        and data.task.kind == "classification"
+        and task_level(data.task.name) == "token"
+    )
+
+
 def probe_data(model: str, task_name: str, cfg: Config) -> ProbeData:
     """The three splits' activations of ``(model, task_name)`` (extracted once, cached)."""
     acts = {s: get_activations(model, task_name, s, cfg) for s in SPLITS}
@@ -92,6 +106,16 @@ def predictions(data: ProbeData, probes, split: str = "test", cfg=None) -> np.nd
     """``(n_probes, n)`` predictions of several probes on a split."""
     device = cfg.device if cfg is not None else None
     return np.stack([p.predict(data.acts[split].X, device=device) for p in probes])
+
+
+def stored_predictions(data: ProbeData, probes, cfg: Config, split: str = "dev") -> np.ndarray:
+    """Predictions of ``probes`` on ``split`` in the form the result cache keeps them:
+    class indices as int16 (int32 beyond 32,767 classes), regression outputs as float32.
+    The paired bootstrap of the verdicts resamples these against the oracle's."""
+    pred = predictions(data, list(probes), split, cfg)
+    if data.task.kind != "classification":
+        return pred.astype(np.float32)
+    return pred.astype(np.int16 if (data.n_classes or 0) < 32_767 else np.int32)
 
 
 def interval(data: ProbeData, probes, cfg: Config, split: str = "test") -> list[float]:

@@ -12,13 +12,24 @@ import pandas as pd
 from ..cache import cached, check_keys, check_table
 from ..config import Config
 from ..features import features_identity, get_activations
-from ._probing import evaluate, interval, majority, probe_data, train_seeds
+from ._probing import (
+    controls_apply,
+    evaluate,
+    interval,
+    majority,
+    probe_data,
+    stored_predictions,
+    train_seeds,
+)
 
 __all__ = [
+    "cka_uncertainty",
     "cross_model_cka",
     "layer_cka",
+    "incremental_predictions",
     "layer_probe_scores",
     "oracle_probes",
+    "oracle_test_predictions",
     "selected_layers",
     "subsets_of_layers",
 ]
@@ -44,6 +55,44 @@ def layer_cka(
         "cka", inputs, compute, code=__name__, kind="arrays", check=check_keys("sim"), label=label
     )
     return result["sim"]
+
+
+def cka_uncertainty(
+    model: str, task_name: str, cfg: Config, *, finetuned: bool | None = False, split="train"
+) -> dict:
+    """Linear and debiased CKA between every pair of layers on a sample of the split's
+    instances, their bootstrap intervals and a permutation null
+    (:func:`redundancy.analysis.similarity.cka_uncertainty`); arrays ``(L, L)``."""
+    from ...analysis import similarity
+    from ..chapters import CKA_INSTANCES, CKA_RESAMPLES
+
+    def compute():
+        acts = get_activations(model, task_name, split, cfg, finetuned=finetuned)
+        return similarity.cka_uncertainty(
+            acts.X,
+            acts.n_layers,
+            n_instances=CKA_INSTANCES,
+            n_resamples=CKA_RESAMPLES,
+            n_permutations=CKA_RESAMPLES,
+            random_state=cfg.random_state,
+        )
+
+    inputs = {
+        "features": features_identity(model, task_name, cfg, finetuned),
+        "split": split,
+        "n": [CKA_INSTANCES, CKA_RESAMPLES],
+        "seed": cfg.random_state,
+    }
+    label = f"{model} / {task_name} / {split}"
+    return cached(
+        "cka_uncertainty",
+        inputs,
+        compute,
+        code=__name__,
+        kind="arrays",
+        check=check_keys("linear", "debiased", "linear_low", "linear_high", "null_high"),
+        label=label,
+    )
 
 
 def cross_model_cka(model_a: str, model_b: str, task_name: str, cfg: Config) -> np.ndarray:
@@ -115,7 +164,7 @@ def _layer_probes_run(model: str, task_name: str, cfg: Config):
     rows = _rows(
         evaluate(data, probes, "dev", cfg=cfg), evaluate(data, probes, "test", cfg=cfg), H, "task"
     )
-    if cfg.control_tasks and data.task.kind == "classification":
+    if controls_apply(data, cfg):
         ctrl = train_seeds(data, subsets, cfg, cfg.seeds[:1], control=True)
         dev = evaluate(data, ctrl, "dev", control=True, cfg=cfg)
         rows += _rows(dev, evaluate(data, ctrl, "test", control=True, cfg=cfg), H, "control")
@@ -131,6 +180,11 @@ def _layer_probes_run(model: str, task_name: str, cfg: Config):
     arrays = {"neurons": oracles[0].neurons, "kind": np.array(data.task.kind)}
     for seed, probe in zip(cfg.seeds, oracles):
         arrays[f"weight_{seed}"], arrays[f"bias_{seed}"] = probe.weight, probe.bias
+    incremental = [probes[(("incremental", layer), s)] for s in cfg.seeds for layer in range(L)]
+    arrays["dev_incremental"] = stored_predictions(data, incremental, cfg).reshape(
+        len(cfg.seeds), L, -1
+    )
+    arrays["test_oracle"] = stored_predictions(data, oracles, cfg, "test")
     return table, arrays
 
 
@@ -168,13 +222,11 @@ def layer_probe_scores(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
     )
 
 
-def oracle_probes(model: str, task_name: str, cfg: Config) -> dict:
-    """The oracle probe (all layers) of every seed: ``{seed: LinearProbe}``."""
-    from ...analysis.probes import LinearProbe
-
+def _oracle_arrays(model: str, task_name: str, cfg: Config) -> dict:
     inputs = _probe_inputs(model, task_name, cfg)
-    names = [f"weight_{s}" for s in cfg.seeds] + ["neurons", "kind"]
-    arrays = cached(
+    names = [f"weight_{s}" for s in cfg.seeds]
+    names += ["neurons", "kind", "dev_incremental", "test_oracle"]
+    return cached(
         "oracle",
         inputs,
         lambda: _layer_probes_run(model, task_name, cfg)[1],
@@ -183,6 +235,24 @@ def oracle_probes(model: str, task_name: str, cfg: Config) -> dict:
         check=check_keys(*names),
         label=f"{model} / {task_name}",
     )
+
+
+def incremental_predictions(model: str, task_name: str, cfg: Config) -> np.ndarray:
+    """Dev predictions of the incremental probes (layers 0..l), ``(n_seeds, n_layers, n_dev)``
+    in the order of ``cfg.seeds``; ``[:, -1]`` is the oracle of each seed."""
+    return _oracle_arrays(model, task_name, cfg)["dev_incremental"]
+
+
+def oracle_test_predictions(model: str, task_name: str, cfg: Config) -> np.ndarray:
+    """Test predictions of every seed's oracle, ``(n_seeds, n_test)``."""
+    return _oracle_arrays(model, task_name, cfg)["test_oracle"]
+
+
+def oracle_probes(model: str, task_name: str, cfg: Config) -> dict:
+    """The oracle probe (all layers) of every seed: ``{seed: LinearProbe}``."""
+    from ...analysis.probes import LinearProbe
+
+    arrays = _oracle_arrays(model, task_name, cfg)
     kind = str(arrays["kind"])
     out = {}
     for seed in cfg.seeds:

@@ -9,13 +9,35 @@ import pandas as pd
 from ..cache import cached, check_keys, check_table
 from ..config import Config
 from ..features import features_identity, get_activations
-from ._probing import evaluate, interval, probe_data, train_keyed, train_seeds
+from ..paper import PAPER
+from ._probing import (
+    controls_apply,
+    evaluate,
+    interval,
+    probe_data,
+    stored_predictions,
+    train_keyed,
+    train_seeds,
+)
 from .layers import _probe_inputs, layer_probe_scores, oracle_probes, oracle_scores
 
-__all__ = ["cc_sweep", "cluster_windows_for", "minimal_sets", "neuron_correlation"]
+__all__ = [
+    "RANK_GRID",
+    "cc_sweep",
+    "cc_sweep_predictions",
+    "cluster_labels",
+    "cluster_windows_for",
+    "minimal_set_predictions",
+    "minimal_sets",
+    "neuron_correlation",
+]
 
-SELECTIVITY_GRID = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-"""Neuron shares (of all neurons) at which the ranking chapter compares task and control."""
+RANK_GRID = tuple(
+    sorted({0.005, 0.01, 0.02, 0.05, round(1 - PAPER.removable_for_task, 6), 0.2, 0.5})
+)
+"""Shares of all neurons at which every seed's top-ranked probe is trained and kept (with its
+dev predictions) for the ranking chapter's decisions; ``1 - 0.92`` is the paper's claim. The
+first seed's control-task probes (token tasks) use the same shares."""
 
 _CORR: dict[str, np.ndarray] = {}
 
@@ -55,6 +77,7 @@ def _sweep_run(model, task_name, cfg) -> pd.DataFrame:
     }
     probes = train_keyed(data, subsets, {key: key[1] for key in subsets}, cfg)
     dev, test = evaluate(data, probes, "dev", cfg=cfg), evaluate(data, probes, "test", cfg=cfg)
+    arrays = {"dev": stored_predictions(data, [probes[k] for k in subsets], cfg)}
     rows = []
     for (t, seed), kept in subsets.items():
         row = stats.loc[t]
@@ -71,7 +94,7 @@ def _sweep_run(model, task_name, cfg) -> pd.DataFrame:
                 "test": test[(t, seed)],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), arrays
 
 
 def cc_sweep(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
@@ -88,16 +111,18 @@ def cc_sweep(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
         ``n_neurons``, ``fraction_redundant``, ``largest_cluster``, ``dev``, ``test``, and
         ``oracle_dev`` (the same seed's oracle) and ``dev_vs_oracle`` (their ratio).
     """
-    inputs = {
-        **_probe_inputs(model, task_name, cfg),
-        "thresholds": list(cfg.thresholds),
-        "representative": cfg.representative,
-    }
+    inputs = _sweep_inputs(model, task_name, cfg)
     check = check_table("threshold", "seed", "fraction_redundant", "dev", "test")
+
+    def compute():
+        table, arrays = _sweep_run(model, task_name, cfg)
+        cached("cc_sweep_predictions", inputs, lambda: arrays, code=__name__, kind="arrays")
+        return table
+
     table = cached(
         "cc_sweep",
         inputs,
-        lambda: _sweep_run(model, task_name, cfg),
+        compute,
         code=__name__,
         kind="table",
         check=check,
@@ -107,6 +132,55 @@ def cc_sweep(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
     table["oracle_dev"] = table["seed"].map(oracle)
     table["dev_vs_oracle"] = table["dev"] / table["oracle_dev"]
     return table
+
+
+def _sweep_inputs(model, task_name, cfg) -> dict:
+    return {
+        **_probe_inputs(model, task_name, cfg),
+        "thresholds": list(cfg.thresholds),
+        "representative": cfg.representative,
+    }
+
+
+def cc_sweep_predictions(model: str, task_name: str, cfg: Config) -> np.ndarray:
+    """Dev predictions of the sweep's probes, ``(n_rows, n_dev)`` in the row order of
+    :func:`cc_sweep`'s table (kept beside it; rebuilt with the sweep when missing)."""
+    arrays = cached(
+        "cc_sweep_predictions",
+        _sweep_inputs(model, task_name, cfg),
+        lambda: _sweep_run(model, task_name, cfg)[1],
+        code=__name__,
+        kind="arrays",
+        check=check_keys("dev"),
+        label=f"{model} / {task_name}",
+    )
+    return arrays["dev"]
+
+
+def cluster_labels(
+    model: str, task_name: str, cfg: Config, threshold: float | None = None
+) -> np.ndarray:
+    """Cluster label of every neuron at ``threshold`` (default ``cfg.cc_threshold``), on the
+    pretrained features' training split (cached)."""
+    from ...analysis import clustering
+
+    threshold = cfg.cc_threshold if threshold is None else float(threshold)
+
+    def compute():
+        corr = neuron_correlation(model, task_name, cfg)
+        return {"labels": clustering.cluster_neurons(corr, threshold)}
+
+    inputs = {"features": features_identity(model, task_name, cfg), "t": threshold}
+    arrays = cached(
+        "cluster_labels",
+        inputs,
+        compute,
+        code=__name__,
+        kind="arrays",
+        check=check_keys("labels"),
+        label=f"{model} / {task_name} / t = {threshold:g}",
+    )
+    return arrays["labels"]
 
 
 def cluster_windows_for(
@@ -190,32 +264,60 @@ def _search_all_seeds(data, oracles, oracle_dev, cfg) -> tuple[list, list]:
     return records, [(found[s].probe, orders[s]) for s in cfg.seeds]
 
 
-def _selectivity_curve(data, order, k_min, cfg) -> dict:
-    """Task and control scores of probes on the top-k neurons at a few shares (first seed)."""
+def _grid_sizes(n: int) -> list[int]:
+    return sorted({max(1, round(f * n)) for f in RANK_GRID})
+
+
+def _grid_run(data, orders: dict, cfg) -> tuple[dict, np.ndarray]:
+    """Every seed's probe on its own top-ranked neurons at each share of :data:`RANK_GRID`
+    (one pass), their scores and dev predictions ``(n_seeds, n_sizes, n_dev)``."""
     n = data.train.n_neurons
-    sizes = sorted({max(1, round(f * n)) for f in SELECTIVITY_GRID} | {int(k_min)})
-    subsets = {k: order[:k] for k in sizes}
+    sizes = _grid_sizes(n)
+    subsets = {(k, s): orders[s][:k] for s in cfg.seeds for k in sizes}
+    probes = train_keyed(data, subsets, {key: key[1] for key in subsets}, cfg)
+    dev, test = evaluate(data, probes, "dev", cfg=cfg), evaluate(data, probes, "test", cfg=cfg)
+    preds = stored_predictions(data, [probes[k] for k in subsets], cfg)
+    grid = {
+        "k": sizes,
+        "fraction": [k / n for k in sizes],
+        "dev": [[dev[(k, s)] for k in sizes] for s in cfg.seeds],
+        "test": [[test[(k, s)] for k in sizes] for s in cfg.seeds],
+    }
+    return grid, preds.reshape(len(cfg.seeds), len(sizes), -1)
+
+
+def _selectivity_curve(data, order, grid, cfg) -> dict:
+    """Control-task scores of the first seed's top-k probes at the grid's sizes, beside
+    their task scores (token tasks only: a control needs word types that recur)."""
     seed = [cfg.seeds[0]]
-    task = evaluate(data, train_seeds(data, subsets, cfg, seed), "dev", cfg=cfg)
+    subsets = {k: order[:k] for k in grid["k"]}
     ctrl_probes = train_seeds(data, subsets, cfg, seed, control=True)
     ctrl = evaluate(data, ctrl_probes, "dev", control=True, cfg=cfg)
     return {
-        "k": sizes,
-        "fraction": [k / n for k in sizes],
-        "task_dev": [task[(k, seed[0])] for k in sizes],
-        "control_dev": [ctrl[(k, seed[0])] for k in sizes],
+        "k": grid["k"],
+        "fraction": grid["fraction"],
+        "task_dev": grid["dev"][0],
+        "control_dev": [ctrl[(k, seed[0])] for k in grid["k"]],
     }
 
 
-def _minimal_sets_run(model, task_name, cfg) -> dict:
+def _minimal_sets_run(model, task_name, cfg) -> tuple[dict, dict]:
+    from ...analysis.ranking import rank_neurons
+
     data = probe_data(model, task_name, cfg)
     oracles = oracle_probes(model, task_name, cfg)
     oracle_dev = oracle_scores(layer_probe_scores(model, task_name, cfg)).set_index("seed")["dev"]
     records, found = _search_all_seeds(data, oracles, oracle_dev, cfg)
-    out = {"seeds": records, "interval": interval(data, [p for p, _ in found], cfg)}
-    if cfg.control_tasks and data.task.kind == "classification":
-        out["selectivity"] = _selectivity_curve(data, found[0][1], records[0]["k"], cfg)
-    return out
+    orders = {s: rank_neurons(oracles[s]) for s in cfg.seeds}
+    grid, grid_preds = _grid_run(data, orders, cfg)
+    out = {"seeds": records, "interval": interval(data, [p for p, _ in found], cfg), "grid": grid}
+    if controls_apply(data, cfg):
+        out["selectivity"] = _selectivity_curve(data, orders[cfg.seeds[0]], grid, cfg)
+    arrays = {
+        "grid": grid_preds,
+        "minimal": stored_predictions(data, [p for p, _ in found], cfg),
+    }
+    return out, arrays
 
 
 def minimal_sets(model: str, task_name: str, cfg: Config) -> dict:
@@ -231,16 +333,40 @@ def minimal_sets(model: str, task_name: str, cfg: Config) -> dict:
         ``seeds``: one record per seed (``k``, ``n_total``, ``fraction`` of all neurons,
         ``passed``, ``dev``, ``test``, ``oracle_dev``, ``curve`` with ``k`` and ``dev`` of
         every size tried, ``layer_share``); ``interval``: bootstrap interval of the
-        seed-averaged test score of the minimal-set probes; ``selectivity`` (with control
-        tasks): ``k``, ``fraction``, ``task_dev``, ``control_dev`` of top-k probes.
+        seed-averaged test score of the minimal-set probes; ``grid``: ``k``, ``fraction``
+        and per-seed ``dev`` and ``test`` scores of top-ranked probes at :data:`RANK_GRID`;
+        ``selectivity`` (control tasks, token tasks only): ``k``, ``fraction``,
+        ``task_dev``, ``control_dev`` (first seed).
     """
     inputs = {**_probe_inputs(model, task_name, cfg), "delta": cfg.delta}
+
+    def compute():
+        result, arrays = _minimal_sets_run(model, task_name, cfg)
+        cached("minimal_predictions", inputs, lambda: arrays, code=__name__, kind="arrays")
+        return result
+
     return cached(
         "minimal_sets",
         inputs,
-        lambda: _minimal_sets_run(model, task_name, cfg),
+        compute,
         code=__name__,
         kind="json",
-        check=check_keys("seeds", "interval"),
+        check=check_keys("seeds", "interval", "grid"),
+        label=f"{model} / {task_name}",
+    )
+
+
+def minimal_set_predictions(model: str, task_name: str, cfg: Config) -> dict:
+    """Dev predictions kept beside :func:`minimal_sets`: ``grid`` ``(n_seeds, n_sizes,
+    n_dev)`` for the top-ranked probes at :data:`RANK_GRID`, ``minimal`` ``(n_seeds, n_dev)``
+    for each seed's minimal set."""
+    inputs = {**_probe_inputs(model, task_name, cfg), "delta": cfg.delta}
+    return cached(
+        "minimal_predictions",
+        inputs,
+        lambda: _minimal_sets_run(model, task_name, cfg)[1],
+        code=__name__,
+        kind="arrays",
+        check=check_keys("grid", "minimal"),
         label=f"{model} / {task_name}",
     )

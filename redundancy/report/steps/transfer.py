@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from ..cache import cached, check_table
+from ..cache import cached, check_keys, check_table
 from ..config import Config
-from ._probing import probe_data
+from ._probing import probe_data, stored_predictions, train_keyed
 from .layers import _probe_inputs, layer_probe_scores
 
-__all__ = ["transfer_table"]
+__all__ = ["transfer_predictions", "transfer_table"]
 
 
 def _run(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
@@ -39,9 +40,45 @@ def _run(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
         progress=True,
         **cfg.probe_options(),
     )
-    return pd.DataFrame(
-        [{"seed": seed, **r.as_row()} for (seed, _), runs in results.items() for r in runs]
+    flat = [(seed, r) for (seed, _), runs in results.items() for r in runs]
+    table = pd.DataFrame([{"seed": seed, **r.as_row()} for seed, r in flat])
+    # the final probes again (each trains exactly as it did inside the search), for the
+    # paired bootstrap of the verdict: their dev predictions in the table's row order
+    subsets = {i: np.asarray(r.neurons, dtype=np.int64) for i, (_, r) in enumerate(flat)}
+    probes = train_keyed(data, subsets, {i: seed for i, (seed, _) in enumerate(flat)}, cfg)
+    final = [probes[i] for i in subsets]
+    arrays = {
+        "dev": stored_predictions(data, final, cfg),
+        "test": stored_predictions(data, final, cfg, "test"),
+    }
+    return table, arrays
+
+
+def _inputs(model, task_name, cfg) -> dict:
+    return {
+        **_probe_inputs(model, task_name, cfg),
+        "pairs": [list(p) for p in cfg.delta_pairs],
+        "threshold": cfg.cc_threshold,
+        "representative": cfg.representative,
+    }
+
+
+def transfer_predictions(
+    model: str, task_name: str, cfg: Config, split: str = "test"
+) -> np.ndarray:
+    """Predictions on ``split`` (``"dev"`` or ``"test"``) of the final (FS) probe of every
+    row of :func:`transfer_table`, ``(n_rows, n)`` (kept beside the table; rebuilt with it
+    when missing)."""
+    arrays = cached(
+        "transfer_predictions",
+        _inputs(model, task_name, cfg),
+        lambda: _run(model, task_name, cfg)[1],
+        code=__name__,
+        kind="arrays",
+        check=check_keys("dev", "test"),
+        label=f"{model} / {task_name}",
     )
+    return arrays[split]
 
 
 def transfer_table(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
@@ -58,17 +95,18 @@ def transfer_table(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
         :meth:`redundancy.analysis.transfer.TransferResult.as_row` plus ``seed``
         (``fraction_kept`` and ``score_kept`` are fractions).
     """
-    inputs = {
-        **_probe_inputs(model, task_name, cfg),
-        "pairs": [list(p) for p in cfg.delta_pairs],
-        "threshold": cfg.cc_threshold,
-        "representative": cfg.representative,
-    }
+    inputs = _inputs(model, task_name, cfg)
     check = check_table("seed", "branch", "delta_ls", "layer", "n_fs", "score_kept")
+
+    def compute():
+        table, arrays = _run(model, task_name, cfg)
+        cached("transfer_predictions", inputs, lambda: arrays, code=__name__, kind="arrays")
+        return table
+
     return cached(
         "transfer",
         inputs,
-        lambda: _run(model, task_name, cfg),
+        compute,
         code=__name__,
         kind="table",
         check=check,
