@@ -87,7 +87,7 @@ def test_chapter_states_claim_and_rule_from_the_library_and_records_a_verdict(pa
     assert f'rule = verdicts.RULES["{path.stem}"]' in text
     assert "tables.claim(rule)" in text and "tables.rule_text(rule)" in text
     assert "rule.judge(" in text and "verdicts.record(cfg, verdict)" in text
-    assert "## Verdict" in text and "verdicts.deviations(cfg)" in text
+    assert "## Verdict" in text and "verdicts.deviations(cfg, " in text
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for number in ("85%", "92%", "97%", "9,984", "0.715", "1.246", "48.48"):
         assert number not in prose, f"{path.name} types the paper's {number} in its text"

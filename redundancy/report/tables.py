@@ -75,6 +75,9 @@ def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> 
     columns (``{column: header}``, fractions shown as percents)."""
     extra = extra or {}
     out = measured[keys].copy()
+    for key in keys:
+        if key == "fraction":
+            out[key] = [f"{100 * v:g}%" for v in measured[key]]
     for column, header in extra.items():
         out[header] = (100 * measured[column]).round(1)
     out["score kept (% of oracle)"] = (100 * measured["ratio"]).round(1)
@@ -82,7 +85,8 @@ def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> 
         interval_text(lo, hi) for lo, hi in zip(measured["low"], measured["high"])
     ]
     out["within δ?"] = measured["decision"]
-    return out.set_index(keys)
+    names = {"fraction": "top-ranked share", "threshold": "threshold t", "layer": "layers 0..l"}
+    return out.rename(columns=names).set_index([names.get(k, k) for k in keys])
 
 
 def verdict_rows(verdict) -> pd.DataFrame:
@@ -280,9 +284,10 @@ def selectivity_table(minimal: dict, scores: dict) -> pd.DataFrame:
     """
     rows = []
     for key, res in minimal.items():
-        sel, df = res.get("selectivity"), scores[key]
-        if not sel:
+        sel = res.get("selectivity")
+        if not sel or key not in scores:
             continue
+        df = scores[key]
         seed = res["seeds"][0]
         last = df["layer"].max()
         at = df[
@@ -298,7 +303,8 @@ def selectivity_table(minimal: dict, scores: dict) -> pd.DataFrame:
             "task": key[1],
             "oracle": f"{100 * float(at[at['target'] == 'task']['dev'].iloc[0] - ctrl['dev'].iloc[0]):.1f}",
         }
-        for share, task, control in zip(sel["fraction"], sel["task_dev"], sel["control_dev"]):
+        shares = res.get("grid", {}).get("share", sel["fraction"])
+        for share, task, control in zip(shares, sel["task_dev"], sel["control_dev"]):
             row[f"top {100 * share:g}%"] = f"{100 * (task - control):.1f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "task"]) if rows else pd.DataFrame()

@@ -118,7 +118,9 @@ class Verdict:
 
     def markdown(self) -> str:
         """``**Verdict: ….**`` with one line per headline row and per task."""
-        text = f"**Verdict: {self.level}.** {self.measured}."
+        if not self.rows:
+            return f"**Verdict: {self.level}.** {self.measured}."
+        text = f"**Verdict: {self.level}.**"
         lines = [
             f"- {'**' + r['scope'] + '**' if r.get('headline') else r['scope']}: "
             f"*{r['level']}* — {r['text']}"
@@ -166,7 +168,8 @@ def _by_kind(per_task: list[dict], unit_text) -> list[dict]:
                 "value": value,
                 "low": low,
                 "high": high,
-                "text": f"{len(part)} task(s): {unit_text(value, low, high)}",
+                "text": f"{len(part)} {'task' if len(part) == 1 else 'tasks'}: "
+                + unit_text(value, low, high),
             }
         )
     return rows
@@ -371,7 +374,7 @@ class ClusteringRule(_Rule):
             "threshold that counts (sure) to the largest share at a threshold not ruled out "
             f"(possible). **reproduced** when the sure share is at least "
             f"{_pct(self.reproduced_at, 0)} (the paper's number); **partly reproduced** when "
-            f"it is at least {_pct(self.partly_at, 0)} ({_pct(self.partly_band, 0)} points "
+            f"it is at least {_pct(self.partly_at, 0)} ({100 * self.partly_band:g} points "
             "under the paper's); **not reproduced** when even the possible share is below "
             f"{_pct(self.partly_at, 0)}; **inconclusive** when one of these lines lies "
             "between the sure and the possible share. Token and sentence tasks are headline "
@@ -923,13 +926,44 @@ def _finetune_notes(cfg) -> list[str]:
     return items
 
 
-def deviations(cfg) -> str:
-    """Markdown list of every way this run differs from the paper's setup."""
+_APPLIES = {
+    "models": None,  # every chapter
+    "tasks": ("01", "02", "03", "04", "05", "06", "08"),
+    "sizes": ("01", "03", "04", "05", "06", "08"),
+    "finetune": ("01", "02", "03", "04", "05", "06", "08"),
+    "probe_epochs": ("03", "04", "05", "06", "07", "08"),
+    "probe_lr": ("03", "04", "05", "06", "08"),
+    "probe_l1": ("03", "04", "05", "06", "08"),
+    "probe_l2": ("03", "04", "05", "06", "08"),
+    "probe_batch_size": ("03", "04", "05", "06", "07", "08"),
+    "thresholds": ("03", "08"),
+    "cc_threshold": ("03", "06", "08"),
+    "delta": ("03", "04", "05", "06", "08"),
+    "delta_pairs": ("06", "07", "08"),
+    "representative": ("03", "06", "08"),
+    "aggregation": ("01", "02", "03", "04", "05", "06", "08"),
+    "probe_dtype": ("03", "04", "05", "06", "07", "08"),
+    "timing": ("07", "08"),
+    "seeds": ("03", "04", "05", "06", "08"),
+    "controls": ("04", "05", "08"),
+    "bootstrap": ("02", "03", "04", "05", "06", "08"),
+}
+"""Which chapters (by number) each kind of deviation concerns; None: all of them."""
+
+
+def _applies(what: str, chapter: str | None) -> bool:
+    chapters = _APPLIES.get(what)
+    return chapter is None or chapters is None or chapter[:2] in chapters
+
+
+def deviations(cfg, chapter: str | None = None) -> str:
+    """Markdown list of the ways this run differs from the paper's setup that concern
+    ``chapter`` (``"03-neurons-clustering"`` or ``"03"``; every way when None)."""
     from .config import Config
 
     items = []
     other = [m for m in cfg.models if m not in PAPER.models]
-    if other:
+    if other and _applies("models", chapter):
         notes = "; ".join(
             f"`{m}`: {MODEL_NOTES.get(m, 'a model the paper did not use')}" for m in other
         )
@@ -937,13 +971,16 @@ def deviations(cfg) -> str:
             f"**Models** differ from the paper's bert-base-cased and xlnet-base-cased: {notes}."
         )
     brown = [t for t in cfg.tasks if t.startswith("brown-")]
-    if brown:
+    if brown and _applies("tasks", chapter):
         items.append(
             f"**Tasks** {', '.join(f'`{t}`' for t in brown)} come from the Brown corpus "
             "(document-disjoint train/dev/test files), standing in for the paper's POS (WSJ), "
             "SEM, CCG, chunking and GLUE tasks, none of which can be downloaded here."
         )
-    items += _size_notes(cfg) + _finetune_notes(cfg)
+    if _applies("sizes", chapter):
+        items += _size_notes(cfg)
+    if _applies("finetune", chapter):
+        items += _finetune_notes(cfg)
     paper = Config()
     for name in (
         "probe_epochs",
@@ -958,24 +995,28 @@ def deviations(cfg) -> str:
         "representative",
         "aggregation",
     ):
-        if getattr(cfg, name) != getattr(paper, name):
+        if getattr(cfg, name) != getattr(paper, name) and _applies(name, chapter):
             items.append(f"`{name}` = {getattr(cfg, name)!r} (paper: {getattr(paper, name)!r}).")
-    if cfg.probe_dtype != "float32":
+    if cfg.probe_dtype != "float32" and _applies("probe_dtype", chapter):
         items.append(f"Probe products in {cfg.probe_dtype} (paper: float32).")
-    if cfg.timing_probe_instances < PAPER.probe_timing["instances"]:
+    if cfg.timing_probe_instances < PAPER.probe_timing["instances"] and _applies("timing", chapter):
         items.append(
             f"Probe timing on {cfg.timing_probe_instances:,} instances, scaled linearly to the "
             f"paper's {PAPER.probe_timing['instances']:,}."
         )
-    items.append(
-        f"Beyond the paper: {cfg.n_seeds} seed(s) per headline number (the paper reports single "
-        "unseeded runs)"
-        + (", control tasks and selectivity" if cfg.control_tasks else "")
-        + (
-            f", {cfg.n_bootstrap:,} bootstrap resamples of the test sentences"
-            if cfg.n_bootstrap
-            else ""
+    beyond = []
+    if _applies("seeds", chapter):
+        seeds = "one seed" if cfg.n_seeds == 1 else f"{cfg.n_seeds} seeds"
+        beyond.append(f"{seeds} per headline number (the paper reports single unseeded runs)")
+    if cfg.control_tasks and _applies("controls", chapter):
+        beyond.append("control tasks and selectivity for token tasks")
+    if cfg.n_bootstrap and _applies("bootstrap", chapter):
+        beyond.append(
+            f"{cfg.n_bootstrap:,} bootstrap resamples of the evaluation sentences behind every "
+            "interval and decision"
         )
-        + "."
-    )
+    if beyond:
+        items.append("Beyond the paper: " + ", ".join(beyond) + ".")
+    if not items:
+        return "- Nothing: this chapter runs as the paper did."
     return "\n".join(f"- {item}" for item in items)
