@@ -129,7 +129,7 @@ def _ranking(measured: pd.DataFrame, verdict) -> list[str]:
 
 def _transfer(measured: pd.DataFrame, verdict) -> list[str]:
     out = []
-    for (m, t), part in measured.groupby(["model", "task"], sort=False):
+    for (_, t), part in measured.groupby(["model", "task"], sort=False):
         cc = part[part["branch"] == "LS+CC+FS"]
         fs = part[part["branch"] == "LS+FS"]
         if cc.empty:
