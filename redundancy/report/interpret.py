@@ -235,7 +235,8 @@ def discussion(cfg, found: pd.DataFrame) -> str:
     if cfg.finetune and cfg.finetune_max_train_sentences:
         paragraphs.append(
             f"**Fine-tuning budget.** The sentence-task models are fine-tuned on "
-            f"{cfg.finetune_max_train_sentences:,} sentences for {cfg.finetune_epochs} epochs "
+            f"{cfg.finetune_max_train_sentences:,} sentences for {cfg.finetune_epochs} "
+            f"epoch{'' if cfg.finetune_epochs == 1 else 's'} "
             "on a CPU; the paper fine-tunes on whole GLUE training sets. Weakly fine-tuned "
             "models carry less task information in their upper layers, which bears on "
             "chapters 4 to 6."

@@ -71,7 +71,7 @@ def interval_text(low: float, high: float, digits: int = 1) -> str:
 
 def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> pd.DataFrame:
     """A chapter's decisions for people: ``keys`` as the index, the score kept (percent of
-    the oracle) with its paired-bootstrap interval and the decision, plus ``extra``
+    the oracle's score on the same sentences) with its paired-bootstrap interval and the decision, plus ``extra``
     columns (``{column: header}``, fractions shown as percents)."""
     extra = extra or {}
     out = measured[keys].copy()
@@ -80,7 +80,7 @@ def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> 
             out[key] = [f"{100 * v:g}%" for v in measured[key]]
     for column, header in extra.items():
         out[header] = (100 * measured[column]).round(1)
-    out["score kept (% of oracle)"] = (100 * measured["ratio"]).round(1)
+    out["score kept (%)"] = (100 * measured["ratio"]).round(1)
     out["interval (%)"] = [
         interval_text(lo, hi) for lo, hi in zip(measured["low"], measured["high"])
     ]
