@@ -834,9 +834,9 @@ def cka_uncertainty(
 
     Cost: per layer one ``n_instances``-square float32 Gram matrix (16 MB at 2,000); per
     pair one product of the Grams' element-wise product with the ``2 (n_resamples + 1)``
-    resample weightings; per permutation a gather of each Gram's upper triangle and one
-    ``(n_layers, n_layers)`` product. Measured on 2 shared CPU cores: see the report of
-    issue 16 (about 10 s for 7 layers x 384 and 40 s for 13 x 768 at the defaults).
+    resample weightings; per permutation a gather of each permuted Gram's upper half and
+    one ``(n_layers, n_layers)`` product over it. The permutations dominate at the
+    defaults (see ``docs/DESIGN.md`` for measured times).
 
     Parameters
     ----------
@@ -847,9 +847,10 @@ def cka_uncertainty(
     n_instances : int, default=2000
         Rows used (all rows when there are fewer); at least 4.
     n_resamples, n_permutations : int, default=200
-        Bootstrap resamples and permutations (0 skips the permutation null: then
-        ``null_high`` and ``null_mean`` are NaN-free zeros and absent from nothing --
-        they are simply 0).
+        Bootstrap resamples (at least 1) and permutations (0 skips the permutation null;
+        ``null_high`` and ``null_mean`` are then zeros). The null costs about as much per
+        permutation as the bootstrap per 10 resamples; 50 permutations (100 draws a pair)
+        already place its 95th percentile well for display.
     random_state : int, default=0
         Seeds the subsample, the resamples and the permutations.
     confidence : float, default=0.95
@@ -955,9 +956,9 @@ def _permutation_null(grams, self_hsic, n_permutations, confidence, rng, row_blo
     ``n (n - 3)`` it matches the closed form used here).
 
     Per permutation ``P`` the expensive term is ``tr(K~_a P K~_b P^T)`` for every pair: it is
-    accumulated over blocks of rows, each block's rows of every ``P K~_b P^T`` gathered from
-    whole rows of ``K~_b`` (compiled, :mod:`._cka_kernel`), then one small matrix product
-    per block.
+    accumulated over blocks of rows, each block's rows of every ``P K~_b P^T`` (from the
+    block's first column on: both matrices are symmetric) gathered by a compiled loop
+    (:mod:`._cka_kernel`), then one small matrix product per block.
     """
     from ._cka_kernel import permuted_rows
 
@@ -969,17 +970,26 @@ def _permutation_null(grams, self_hsic, n_permutations, confidence, rng, row_blo
     # Song et al.'s closed form gives n (n - 3) HSIC_u; self_hsic is HSIC_u
     s = self_hsic * (m * (m - 3.0))
     draws = np.empty((n_permutations, L, L))
-    flat = grams.reshape(L, -1)
     buf = np.empty((L, row_block, m), dtype=np.float32)
-    for k in range(n_permutations):
+    # both matrices are symmetric: rows i0:i1 need only columns >= i0, the square block on
+    # the diagonal counted once and the columns beyond it twice
+    blocks = []
+    for i0 in range(0, m, row_block):
+        i1 = min(i0 + row_block, m)
+        k, w = i1 - i0, m - i0
+        own = np.ascontiguousarray(grams[:, i0:i1, i0:])
+        own[:, :, k:] *= 2.0
+        blocks.append((i0, i1, own.reshape(L, k * w)))
+    for p in range(n_permutations):
         perm = rng.permutation(m)
         trace = np.zeros((L, L))
-        for i0 in range(0, m, row_block):
-            i1 = min(i0 + row_block, m)
-            permuted_rows(grams, perm, i0, i1, buf)
-            trace += flat[:, i0 * m : i1 * m] @ buf[:, : i1 - i0].reshape(L, -1).T
+        for i0, i1, own in blocks:
+            k, w = i1 - i0, m - i0
+            part = buf.reshape(-1)[: L * k * w].reshape(L, k, w)
+            permuted_rows(grams, perm, i0, i1, part)
+            trace += own @ part.reshape(L, k * w).T
         cross = r @ r[:, perm].T
         num = trace + np.outer(tot, tot) / ((m - 1.0) * (m - 2.0)) - 2.0 / (m - 2.0) * cross
-        draws[k] = _ratio(num, s[:, None], s[None, :])
+        draws[p] = _ratio(num, s[:, None], s[None, :])
     pooled = np.concatenate([draws, draws.transpose(0, 2, 1)])
     return np.quantile(pooled, confidence, axis=0), pooled.mean(axis=0)
