@@ -177,6 +177,15 @@ def test_paired_bootstrap_equals_a_direct_resampling():
     np.testing.assert_allclose(one[:, 0], fast[:50, 0], rtol=1e-12)
     f1 = paired_bootstrap(y, P, R, groups, n_resamples=5, metric="f1")
     assert f1.shape == (5, 2) and np.all((f1 > 0.5) & (f1 < 1.5))
+    with pytest.raises(ValueError, match="'groups' parameter of paired_bootstrap"):
+        paired_bootstrap(y, P, R, groups[:-1])
+    with pytest.raises(ValueError, match="one row per seed"):
+        paired_bootstrap(y, P, np.vstack([R, R]))
+    with pytest.raises(ValueError, match="'preds' parameter"):
+        paired_bootstrap(y, P[:, :-1], R)
+    with pytest.warns(RuntimeWarning, match="reference scores 0"):
+        r0 = paired_bootstrap(y, P[0], (y + 1) % 3, n_resamples=3)
+    assert np.all(np.isnan(r0))
 
 
 def test_paired_bootstrap_pairs_the_noise():

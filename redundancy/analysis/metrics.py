@@ -66,13 +66,13 @@ def majority_baseline(y_train, y_eval, metric: str = "accuracy", *, regression: 
     return score(y_eval, np.full(y_eval.shape, majority, dtype=np.int64), metric)
 
 
-def _group_index(groups, n: int) -> tuple[np.ndarray, int]:
+def _group_index(groups, n: int, caller: str = "bootstrap_interval") -> tuple[np.ndarray, int]:
     if groups is None:
         return np.arange(n), n
     groups = np.asarray(groups)
     if groups.shape != (n,):
         raise ValueError(
-            f"The 'groups' parameter of bootstrap_interval must have one entry per instance "
+            f"The 'groups' parameter of {caller} must have one entry per instance "
             f"({n}). Got shape {groups.shape} instead."
         )
     _, index = np.unique(groups, return_inverse=True)
@@ -343,7 +343,7 @@ def paired_bootstrap(
             f"The 'reference' parameter of {caller} must have one row per seed of 'preds' "
             f"({P.shape[0]}) or be 1-D. Got shape {np.shape(reference)} instead."
         )
-    index, n_groups = _group_index(groups, n)
+    index, n_groups = _group_index(groups, n, caller)
     counts = _resample_counts(np.random.default_rng(random_state), n_groups, n_resamples)
     both = _resampled_scores(y_true, np.concatenate([P, R]), index, n_groups, counts, metric)
     num, den = both[:, : P.shape[0]], both[:, P.shape[0] :]
@@ -445,7 +445,7 @@ def score_noise(
             f"Got shape {y_true.shape} instead."
         )
     P = _as_seed_rows(preds, y_true.shape[0], "preds", caller)
-    index, n_groups = _group_index(groups, y_true.shape[0])
+    index, n_groups = _group_index(groups, y_true.shape[0], caller)
     counts = _resample_counts(np.random.default_rng(random_state), n_groups, n_resamples)
     stats = _resampled_scores(y_true, P, index, n_groups, counts, metric).mean(axis=1)
     return float(stats.std(ddof=1)) if stats.size > 1 else 0.0
