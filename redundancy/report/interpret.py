@@ -39,8 +39,11 @@ def _cka(measured: pd.DataFrame, verdict) -> list[str]:
             text += (
                 f"; the debiased estimate of the neighbours' similarity is {deb:.2f}, so the "
                 "high values are "
-                + ("not an artefact of the estimator." if deb >= adj - 0.1 else "partly the "
-                   "estimator's upward bias.")
+                + (
+                    "not an artefact of the estimator."
+                    if deb >= adj - 0.1
+                    else "partly the estimator's upward bias."
+                )
             )
         else:
             text += "."
@@ -141,15 +144,12 @@ def _transfer(measured: pd.DataFrame, verdict) -> list[str]:
         )
         if len(fs):
             gain = fs["ratio"].mean() - cc["ratio"].mean()
-            text += (
-                "; skipping the clustering step "
-                + (
-                    f"keeps {_pct(abs(gain))} more of the score"
-                    if gain > 0.005
-                    else f"loses {_pct(abs(gain))} of the score"
-                    if gain < -0.005
-                    else "changes the score by less than half a point"
-                )
+            text += "; skipping the clustering step " + (
+                f"keeps {_pct(abs(gain))} more of the score"
+                if gain > 0.005
+                else f"loses {_pct(abs(gain))} of the score"
+                if gain < -0.005
+                else "changes the score by less than half a point"
             )
         out.append(text + ".")
     return out

@@ -11,6 +11,7 @@ import pandas as pd
 
 __all__ = [
     "cc_table",
+    "cka_stats",
     "claim",
     "decisions",
     "summary_table",
@@ -89,6 +90,28 @@ def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> 
     return out.rename(columns=names).set_index([names.get(k, k) for k in keys])
 
 
+def cka_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 2's measurement for people: per model and sample, the mean CKA of adjacent
+    layers and of layers three or more apart with their bounds, and the debiased means."""
+    out = pd.DataFrame(
+        {
+            "model": stats["model"],
+            "sample": stats["sample"],
+            "adjacent": stats["adjacent"].round(3),
+            "adjacent: bounds": [
+                f"{a:.3f}-{b:.3f}" for a, b in zip(stats["adjacent_low"], stats["adjacent_high"])
+            ],
+            "3+ apart": stats["far"].round(3),
+            "3+ apart: bounds": [
+                f"{a:.3f}-{b:.3f}" for a, b in zip(stats["far_low"], stats["far_high"])
+            ],
+            "debiased: adjacent": stats["debiased_adjacent"].round(3),
+            "debiased: 3+ apart": stats["debiased_far"].round(3),
+        }
+    )
+    return out.set_index(["model", "sample"])
+
+
 def verdict_rows(verdict) -> pd.DataFrame:
     """The judged parts of a verdict: headline rows (by task kind) first, then each task."""
     df = verdict.table()
@@ -99,7 +122,7 @@ def verdict_rows(verdict) -> pd.DataFrame:
             "": df["scope"],
             "verdict": df["level"],
             "measured": [
-                ("" if pd.isna(v) else f"{scale * v:.1f}" + ("%" if pct else ""))
+                ("" if pd.isna(v) else f"{scale * v:.1f}%" if pct else f"{v:.2f}")
                 for v in df["value"]
             ],
             "interval": [
