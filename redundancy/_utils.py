@@ -321,7 +321,8 @@ def file_digest(path: str | os.PathLike, *, verify: bool | None = None) -> str:
     trust = not (verify_always() if verify is None else verify)
     if trust and (digest := _read_memo(memo)):
         return digest
-    with entry_lock(memo.with_suffix(".lock")):  # concurrent callers hash a file once
+    # concurrent callers hash a file once (one lock per file, whatever its versions)
+    with entry_lock(memo.parent / f"{stable_hash(str(path), length=24)}.lock"):
         if trust and (digest := _read_memo(memo)):
             return digest
         digest = sha256_file(path)

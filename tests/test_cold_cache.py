@@ -146,3 +146,37 @@ def test_two_dask_workers_on_an_empty_cache_give_the_in_process_results(
         ".checked.json",
         ".manifest.json",
     ]
+
+
+_HOLD = (
+    "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+    "print('held', flush=True); time.sleep(120)"
+)
+
+
+def test_a_second_book_on_the_same_parameters_is_refused_in_one_line(tmp_path, monkeypatch):
+    from redundancy.report import book
+
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "build" / "tiny"
+    out.mkdir(parents=True)
+    kwargs = dict(build_dir=tmp_path / "build", notebooks_dir=tmp_path / "chapters")
+    kwargs.update(build_html=False, progress=False)
+    # another process builds this book (it holds the build folder's lock)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out / ".book.lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError) as err:
+            book.build_book(ROOT / "params" / "tiny.yaml", **kwargs)
+        msg = str(err.value)
+        assert msg.startswith("Another book on tiny.yaml is being built") and "\n" not in msg
+        assert str(out / ".book.lock") in msg
+        assert sorted(p.name for p in out.iterdir()) == [".book.lock"]  # nothing touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # once it is gone, the next book goes on (and looks for its chapters)
+    with pytest.raises(FileNotFoundError, match="No chapter notebooks"):
+        book.build_book(ROOT / "params" / "tiny.yaml", **kwargs)
