@@ -378,11 +378,13 @@ def read_brown(
     tuple of BrownDocument
         500 documents, ``ca01`` first.
     """
+    checked = root is None
     root = Path(root) if root is not None else fetch_brown()
     managed = _managed_cache(root)
     if managed is None:
         return _read_brown(root, cache)
-    root = fetch_brown(managed)  # checked (fetched again when damaged)
+    if not checked:
+        root = fetch_brown(managed)  # checked (fetched again when damaged)
     # a reader's lock: no fetch replaces the folder while it is read
     with entry_lock(_lock_path(managed), shared=True):
         return _read_brown(root, cache)
