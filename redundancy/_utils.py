@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from .constraints import check_choice  # noqa: F401 - the rule lives in constraints
+
 logger = logging.getLogger(__name__)
 
 
@@ -108,16 +110,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def check_choice(value, choices, *, name: str, caller: str):
-    """Raise a scikit-learn style ValueError when ``value`` is not one of ``choices``."""
-    if value not in choices:
-        opts = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The {name!r} parameter of {caller} must be one of {{{opts}}}. Got {value!r} instead."
-        )
-    return value
 
 
 PROGRESS_ENV = "REDUNDANCY_PROGRESS"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import struct
 import tempfile
 import warnings
@@ -31,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_text, check_choice
+from .._utils import atomic_write_text
+from ..constraints import check_choice
 from ..data.base import Task
 from .extract import Activations
 
@@ -109,6 +111,35 @@ def _check_counts(path, found: np.ndarray, expected: np.ndarray, task: Task, spl
         )
 
 
+_OCCURRENCE = re.compile(r" \(Occurrence \d+\)$")
+_PLACEHOLDER = re.compile(r"sentence \d+|w\d+( w\d+)*")
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_text(path, i: int, stored, sentence, task: Task, split: str) -> None:
+    """Refuse a file whose sentence ``i`` has other text than the split's (same word counts,
+    other sentences: the activations would silently be paired with the wrong words).
+
+    ``stored`` is the file's text (a string) or its tokens (a list); files written without the
+    task's sentences hold placeholders (``sentence 3``, ``w0 w1``) and are not compared.
+    """
+    text = _normal(" ".join(stored) if isinstance(stored, list) else str(stored))
+    if _PLACEHOLDER.fullmatch(text):
+        return
+    want = _normal(" ".join(sentence))
+    if text != want:
+        short = lambda t: t if len(t) <= 60 else t[:57] + "..."  # noqa: E731
+        raise ValueError(
+            f"{path}: sentence {i} (line {i + 1} of the corpus) is {short(text)!r} in the file, "
+            f"but sentence {i} of the {split!r} split of task {task.name!r} is {short(want)!r}. "
+            "The file was extracted from another corpus (or another order): run NeuroX on the "
+            "task's .word file (write_word_label) or pass the task it was made for."
+        )
+
+
 def _activations(arr, task: Task, split: str, counts: np.ndarray, model: str, meta: dict):
     sentence_index = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
     return Activations(
@@ -182,6 +213,92 @@ def _stream(path, shape, out_dir, fill) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # NeuroX HDF5
 # --------------------------------------------------------------------------------------------
+def _hdf5_texts(f, path) -> dict[int, str]:
+    """Sentence index -> stored text, from NeuroX's ``sentence_to_index`` JSON string."""
+    import h5py
+
+    node = f["sentence_to_index"]
+    if not isinstance(node, h5py.Dataset) or node.shape not in ((1,), ()):
+        raise ValueError(
+            f"{path}: 'sentence_to_index' must be a dataset holding one JSON string. Got "
+            f"{type(node).__name__} {getattr(node, 'shape', '')} instead."
+        )
+    raw = node[0] if node.shape == (1,) else node[()]
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{path}: 'sentence_to_index' is not UTF-8 text (byte {e.start}); NeuroX writes "
+                "UTF-8."
+            ) from None
+    try:
+        mapping = json.loads(raw)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"{path}: 'sentence_to_index' is not a JSON object {{sentence text: index}} ({e})."
+        ) from None
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f"{path}: 'sentence_to_index' must be a JSON object {{sentence text: index}}. Got "
+            f"{type(mapping).__name__} instead."
+        )
+    texts = {}
+    for text, index in mapping.items():
+        if isinstance(index, (str, int)) and str(index).isdigit():
+            texts[int(index)] = _OCCURRENCE.sub("", text)
+    return texts
+
+
+def _read_hdf5_blocks(f, path, task: Task, split: str, expected: np.ndarray, out_dir):
+    import h5py
+
+    if "sentence_to_index" not in f:
+        raise ValueError(
+            f"{path} has no 'sentence_to_index' dataset: expected a NeuroX HDF5 file "
+            "(one dataset per sentence named by its index, plus 'sentence_to_index')."
+        )
+    texts = _hdf5_texts(f, path)
+    n_file = sum(1 for k in f.keys() if k.isdigit())
+    shapes = []
+    for i in range(len(expected)):
+        if str(i) not in f:
+            raise _missing_error(path, i, f"no dataset {str(i)!r}", task, split, len(expected))
+        node = f[str(i)]
+        if not isinstance(node, h5py.Dataset):
+            raise ValueError(
+                f"{path}: sentence {i} is a {type(node).__name__}, not a dataset; expected an "
+                "array (n_layers, n_words, n_hidden) per sentence, as NeuroX writes."
+            )
+        if not np.issubdtype(node.dtype, np.number):
+            raise ValueError(
+                f"{path}: sentence {i} holds {node.dtype} values, not numbers; expected float32 "
+                "activations."
+            )
+        shapes.append(node.shape)
+    layouts = {(s[0], s[2]) for s in shapes if len(s) == 3}
+    if any(len(s) != 3 for s in shapes) or len(layouts) != 1:
+        raise ValueError(
+            f"{path}: every sentence must be an array (n_layers, n_words, n_hidden) with the "
+            f"same n_layers and n_hidden. Got shapes {sorted(set(shapes))[:4]} instead."
+        )
+    found = np.array([s[1] for s in shapes], dtype=np.int64)
+    _check_counts(path, found, expected, task, split)
+    sentences = task.split(split).sentences
+    for i in range(len(expected)):
+        if i in texts:
+            _check_text(path, i, texts[i], sentences[i], task, split)
+    (n_layers, n_hidden) = layouts.pop()
+    ends = np.cumsum(expected)
+
+    def fill(out):
+        for i, end in enumerate(ends):
+            out[end - expected[i] : end] = f[str(i)][()].transpose(1, 0, 2)
+
+    shape = (int(ends[-1]), int(n_layers), int(n_hidden))
+    return _stream(path, shape, out_dir, fill), n_file
+
+
 def read_neurox_hdf5(
     path: str | os.PathLike, task: Task, split: str, *, model: str | None = None, out_dir=None
 ) -> Activations:
@@ -217,35 +334,15 @@ def read_neurox_hdf5(
         handle = h5py.File(path, "r")
     except OSError as e:
         raise ValueError(f"{path} is not an HDF5 file ({e}); expected NeuroX's layout.") from e
-    with handle as f:
-        if "sentence_to_index" not in f:
-            raise ValueError(
-                f"{path} has no 'sentence_to_index' dataset: expected a NeuroX HDF5 file "
-                "(one dataset per sentence named by its index, plus 'sentence_to_index')."
-            )
-        n_file = sum(1 for k in f.keys() if k.isdigit())
-        shapes = []
-        for i in range(len(expected)):
-            if str(i) not in f:
-                raise _missing_error(path, i, f"no dataset {str(i)!r}", task, split, len(expected))
-            shapes.append(f[str(i)].shape)
-        layouts = {(s[0], s[2]) for s in shapes if len(s) == 3}
-        if any(len(s) != 3 for s in shapes) or len(layouts) != 1:
-            raise ValueError(
-                f"{path}: every sentence must be an array (n_layers, n_words, n_hidden) with the "
-                f"same n_layers and n_hidden. Got shapes {sorted(set(shapes))[:4]} instead."
-            )
-        found = np.array([s[1] for s in shapes], dtype=np.int64)
-        _check_counts(path, found, expected, task, split)
-        (n_layers, n_hidden) = layouts.pop()
-        ends = np.cumsum(expected)
-
-        def fill(out):
-            for i, end in enumerate(ends):
-                out[end - expected[i] : end] = f[str(i)][()].transpose(1, 0, 2)
-
-        shape = (int(ends[-1]), int(n_layers), int(n_hidden))
-        arr = _stream(path, shape, out_dir, fill)
+    try:
+        with handle as f:
+            arr, n_file = _read_hdf5_blocks(f, path, task, split, expected, out_dir)
+    except (RuntimeError, KeyError, OSError, TypeError) as e:
+        # h5py raises these for damaged headers, object ids or truncated data blocks
+        raise ValueError(
+            f"{path} is damaged ({type(e).__name__}: {e}); re-export it with NeuroX or "
+            "write_neurox_hdf5."
+        ) from e
     meta = {"format": "neurox-hdf5", "source": str(path), "n_sentences_in_file": n_file}
     if out_dir is not None:
         meta["path"] = str(out_dir)
@@ -323,6 +420,15 @@ def write_neurox_hdf5(acts: Activations, path: str | os.PathLike, *, sentences=N
 # NeuroX JSON (one object per line)
 # --------------------------------------------------------------------------------------------
 def _json_sentence(features, path, lineno: int) -> np.ndarray:
+    for k, tok in enumerate(features):
+        layers = tok.get("layers") if isinstance(tok, dict) else None
+        for layer in layers if isinstance(layers, list) else ():
+            values = layer.get("values") if isinstance(layer, dict) else None
+            if not isinstance(values, list):
+                raise ValueError(
+                    f"{path}, line {lineno}: token {k} has 'values' {values!r}; expected a list "
+                    "of numbers per layer (features[*].layers[*].values)."
+                )
     try:
         arr = np.array(
             [[layer["values"] for layer in tok["layers"]] for tok in features], dtype=np.float32
@@ -337,13 +443,30 @@ def _json_sentence(features, path, lineno: int) -> np.ndarray:
             f"{path}, line {lineno}: expected every token to have layers of values. Got an array "
             f"of shape {arr.shape} instead."
         )
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        k, layer, unit = (int(x) for x in bad[0])
+        value = features[k]["layers"][layer]["values"]
+        value = value[unit] if isinstance(value, list) else value
+        raise ValueError(
+            f"{path}, line {lineno}: token {k}, layer {layer}, value {unit} is {value!r}; "
+            "expected finite numbers (a null or NaN is not an activation)."
+        )
     return arr
 
 
 def _json_lines(path: Path):
     """``(line number, text)`` of every non-blank line."""
-    with open(path, encoding="utf-8") as fp:
-        for lineno, line in enumerate(fp, start=1):
+    with open(path, "rb") as fp:
+        for lineno, raw in enumerate(fp, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path}, line {lineno}: not UTF-8 text (byte {e.start} of the line is "
+                    f"{raw[e.start : e.start + 1]!r}); NeuroX writes UTF-8 JSON. Convert the file "
+                    "(e.g. iconv -f latin1 -t utf-8) or re-export it."
+                ) from None
             if line.strip():
                 yield lineno, line
 
@@ -397,6 +520,7 @@ def read_neurox_json(
     n_layers, n_hidden = _first_json_layout(path)
     ends = np.cumsum(expected)
     n_seen = [0]
+    sentences = task.split(split).sentences
 
     def fill(out):
         for lineno, line in _json_lines(path):
@@ -411,6 +535,9 @@ def read_neurox_json(
                 raise _missing_error(path, i, where, task, split, len(expected))
             if len(feats) != expected[i]:
                 raise _count_error(path, i, len(feats), task, split, int(expected[i]))
+            tokens = [t.get("token") if isinstance(t, dict) else None for t in feats]
+            if all(isinstance(t, str) for t in tokens):
+                _check_text(path, i, tokens, sentences[i], task, split)
             vecs = _json_sentence(feats, path, lineno)
             if vecs.shape[1:] != (n_layers, n_hidden):
                 raise ValueError(
@@ -628,10 +755,11 @@ def read_safetensors(
     stored = meta_in.get("text_fingerprint")
     if stored and len(found) == len(expected):
         if stored != task.split(split).text_fingerprint():
-            warnings.warn(
+            raise ValueError(
                 f"{path} was written for other sentences than the {split!r} split of task "
-                f"{task.name!r} (same word counts, different text).",
-                stacklevel=2,
+                f"{task.name!r} (same word counts, different text: its text_fingerprint is "
+                f"{stored[:12]}..., the split's {task.split(split).text_fingerprint()[:12]}...). "
+                "Pass the task it was extracted for, or extract this split again."
             )
     meta = {"format": "safetensors", "source": str(path), "n_sentences_in_file": len(found)}
     meta["file_metadata"] = dict(meta_in)

@@ -500,9 +500,9 @@ def build_book(
     NotebookExecutionError
         When a notebook fails: names the notebook, the cell and the error.
     """
-    from .config import Config
+    from .config import Config, resolve_params
 
-    params_path = Path(params_path)
+    params_path = resolve_params(params_path)
     cfg = Config.from_yaml(params_path)
     cfg.check_inputs()
     out_dir = Path(build_dir or BUILD_DIR).resolve() / params_path.stem

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._utils import cache_dir, stable_hash
+from .._utils import cache_dir, checkout_root, stable_hash
 from ..constraints import (
     PARAMS,
     Boolean,
@@ -26,11 +26,14 @@ from ..constraints import (
     Options,
     Text,
     _Bad,
+    check_seeds,
+    cuda_problem,
+    load_yaml,
     parse_list,
 )
 from .paper import PAPER
 
-__all__ = ["Config", "CONSTRAINTS"]
+__all__ = ["Config", "CONSTRAINTS", "resolve_params"]
 
 # Parameter -> the constraint that checks it (the library's own, where a library function
 # takes the value). Order = the order of the fields and of every params/*.yaml file.
@@ -67,7 +70,7 @@ CONSTRAINTS: dict[str, Constraint] = {
     "device": Options(("cpu", "cuda"), optional=True),
     "timing_instances": PARAMS["instances"],
     "timing_repeats": PARAMS["repeats"],
-    "timing_features": ListOf(Integer(1), min_len=1),
+    "timing_features": ListOf(PARAMS["n_features"], min_len=1),
     "timing_probe_instances": PARAMS["instances"],
     "results_dir": Text(optional=True),
     "recompute": Boolean(),
@@ -186,6 +189,10 @@ class Config:
             if constraint is not None:
                 setattr(self, name, constraint.validate(getattr(self, name), name, "Config"))
         self.thresholds = tuple(sorted(self.thresholds))
+        check_seeds(self.random_state, self.n_seeds, "Config")
+        problem = cuda_problem(self.device)
+        if problem:
+            raise ValueError(f"The 'device' parameter of Config: {problem}")
         self._check_tasks()
         self.task_options = self._per_task("task_options", self.task_options, dict)
         self.data_dir = self._per_task("data_dir", self.data_dir, str)
@@ -221,6 +228,8 @@ class Config:
 
     def _per_task(self, name: str, value, kind) -> dict:
         """A mapping whose keys must be tasks of this run (a typo would be silently ignored)."""
+        from ..data.tasks import TASKS
+
         if value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -245,6 +254,12 @@ class Config:
             if kind is str and not (isinstance(item, (str, os.PathLike)) and str(item).strip()):
                 raise ValueError(
                     f"The 'data_dir' of task {task!r} in Config must be a folder. Got {item!r}."
+                )
+            if kind is str and not TASKS[task].needs_data:
+                raise ValueError(
+                    f"The 'data_dir' parameter of Config has an entry for {task!r}, which reads "
+                    "the Brown corpus from the cache (python -m redundancy fetch-data) and takes "
+                    f"no folder: remove '{task}' from data_dir."
                 )
             out[task] = dict(item) if kind is dict else str(item)
         return out
@@ -290,24 +305,8 @@ class Config:
         YAML syntax errors name the file, line and column; an empty file is refused (it
         would otherwise silently run the paper-scale defaults).
         """
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Parameter file {str(path)!r} does not exist; see the params/ folder."
-            )
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise ValueError(
-                f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8."
-            ) from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ValueError(f"{path}{where}: invalid YAML ({problem}).") from None
+        path = resolve_params(path)
+        data = load_yaml(path, what="a parameter file")
         if data is None:
             raise ValueError(
                 f"{path} is empty: a parameter file must set at least 'models' and the tasks "
@@ -467,6 +466,26 @@ class Config:
                 f"{len(missing)} input(s) of this configuration are missing:\n  - {lines}\n"
                 "Fix the paths in the parameter file (or pass them with papermill -p / -y) and rerun."
             )
+
+
+def resolve_params(path: str | os.PathLike) -> Path:
+    """The parameter file ``path`` names: as given (relative to the current folder), else
+    relative to the checkout the library runs from, so ``params/tiny.yaml`` works from any
+    folder. The error names every place looked in and the files the params folder holds."""
+    given = Path(path).expanduser()
+    places = [given]
+    root = checkout_root()
+    if not given.is_absolute() and root is not None:
+        places.append(root / given)
+    for place in places:
+        if place.is_file():
+            return place
+    shown = dict.fromkeys(str(p.absolute()) for p in places)  # once each, in order
+    looked = " and ".join(repr(p) for p in shown)
+    folder = (root / "params") if root is not None else None
+    known = sorted(p.name for p in folder.glob("*.yaml")) if folder and folder.is_dir() else []
+    hint = f"; {folder} holds {', '.join(known)}" if known else ""
+    raise FileNotFoundError(f"Parameter file {str(path)!r} not found: looked at {looked}{hint}.")
 
 
 def as_list(value) -> list:
