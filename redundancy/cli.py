@@ -21,7 +21,6 @@ import sys
 
 from ._utils import cache_root
 
-
 PARAMS_HELP = (
     "parameter file (YAML), relative to the current folder or else to the checkout "
     "(default: params/default.yaml)"
@@ -165,14 +164,15 @@ def _cmd_kernel(args) -> int:
 
     from .report.book import KERNEL_NAME
 
-    cmd = [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME]
+    name = args.name or KERNEL_NAME
+    cmd = [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name]
     cmd += ["--display-name", "Python (redundancy)"]
     if subprocess.run(cmd).returncode != 0:
         raise UsageError(
             "could not register the kernel: install ipykernel (pip install -e '.[book]') "
             "and rerun python -m redundancy kernel."
         )
-    print(f"kernel {KERNEL_NAME!r} registered for {sys.prefix}")
+    print(f"kernel {name!r} registered for {sys.prefix}")
     return 0
 
 
@@ -314,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser(
-        "kernel", help=f"register the Jupyter kernel the notebooks name ({'redundancy-python'})"
+        "kernel", help="register the Jupyter kernel the notebooks name (redundancy-python)"
     )
+    p.add_argument("--name", help="kernel name (default: the one the notebooks name)")
     p.set_defaults(func=_cmd_kernel)
     for p in sub.choices.values():  # --verbose after the command too
         p.add_argument(

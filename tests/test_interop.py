@@ -549,7 +549,10 @@ def test_neurox_file_of_other_sentences_with_same_counts_is_refused(task, tmp_pa
 def test_files_written_without_text_are_still_read(task, tmp_path):
     # write_neurox_* without sentences store placeholders ("sentence 0", "w0 w1"): nothing to compare
     ours = fake_acts(task)
-    for path in (write_neurox_hdf5(ours, tmp_path / "a.hdf5"), write_neurox_json(ours, tmp_path / "a.json")):
+    for path in (
+        write_neurox_hdf5(ours, tmp_path / "a.hdf5"),
+        write_neurox_json(ours, tmp_path / "a.json"),
+    ):
         np.testing.assert_allclose(read_activations(path, task, "train").acts, ours.acts, atol=1e-8)
 
 
@@ -651,7 +654,9 @@ def test_exporting_a_second_task_into_a_folder_keeps_the_first(task, tmp_path):
     }
     np.testing.assert_array_equal(aset.get(task, "train").acts, fake_acts(task).acts)
     # the same task and split again replaces its entry; another layout is refused
-    again = export_activation_set(tmp_path, {(task.name, "train"): fake_acts(task, seed=3)}, tasks=[task])
+    again = export_activation_set(
+        tmp_path, {(task.name, "train"): fake_acts(task, seed=3)}, tasks=[task]
+    )
     np.testing.assert_array_equal(again.get(task, "train").acts, fake_acts(task, seed=3).acts)
     narrow = fake_acts(task)
     narrow.acts = narrow.acts[:, :, :2]

@@ -233,7 +233,13 @@ def time_probe(
     """
     from .probes import train_probe
 
-    sizes = sorted(set(check_sequence("n_features_list", n_features_list or (), "time_probe", param="n_features")))
+    sizes = sorted(
+        set(
+            check_sequence(
+                "n_features_list", n_features_list or (), "time_probe", param="n_features"
+            )
+        )
+    )
     if not sizes:
         raise ValueError(
             "The 'n_features_list' parameter of time_probe must hold positive ints. "

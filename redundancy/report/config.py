@@ -21,7 +21,6 @@ from ..constraints import (
     PARAMS,
     Boolean,
     Constraint,
-    Integer,
     ListOf,
     Options,
     Text,
