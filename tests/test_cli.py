@@ -187,3 +187,76 @@ def test_gpu_check_says_no_cuda_clearly_on_a_cpu_machine():
     )
     assert out.returncode == 1
     assert "no CUDA device" in out.stderr and "nothing was checked" in out.stderr
+
+
+def test_verbose_works_after_the_command_too(capsys):
+    # without --verbose: one line; with it, before or after the command: the traceback
+    code, err = _run(capsys, "book", "--params", "/nonexistent/params.yaml")
+    assert code == 2 and "Traceback" not in err
+    for argv in (
+        ["--verbose", "book", "--params", "/nonexistent/params.yaml"],
+        ["book", "--params", "/nonexistent/params.yaml", "-v"],
+    ):
+        with pytest.raises(FileNotFoundError, match="does not exist: looked at"):
+            main(argv)
+    assert build_parser().parse_args(["tasks", "--verbose"]).verbose is True
+    assert build_parser().parse_args(["tasks"]).verbose is False
+
+
+def test_export_prints_the_folder_not_a_repr(capsys, monkeypatch, tmp_path):
+    from conftest import make_token_task
+    from test_interop import fake_acts
+
+    from redundancy import cli
+
+    task = make_token_task(6, lengths=[4, 7, 3, 4, 9, 2])
+    acts = {s: fake_acts(task, s) for s in ("train", "dev")}
+    monkeypatch.setattr(cli, "_extract_all", lambda args: (task, acts))
+    assert main(["export", "--out", str(tmp_path / "set"), "--format", "neurox-json"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == (
+        f"activation set written to {tmp_path / 'set'} (format neurox-json; holds "
+        f"{task.name} (train/dev))"
+    )
+    assert "ActivationSet(" not in out
+
+
+def test_warnings_are_logged_once_without_source_lines(capsys, caplog, monkeypatch):
+    import logging
+    import warnings
+
+    from redundancy import cli
+
+    def noisy(args):
+        for _ in range(3):
+            warnings.warn("CKA of a constant column is undefined", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_info", noisy)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        assert main(["info"]) == 0
+    shown = [r for r in caplog.records if "constant column" in r.getMessage()]
+    assert [(r.name, r.levelname, r.getMessage()) for r in shown] == [
+        ("redundancy", "WARNING", "CKA of a constant column is undefined")
+    ]
+    assert "UserWarning" not in capsys.readouterr().err
+
+
+def test_an_error_after_a_progress_bar_starts_its_own_line(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    from redundancy import cli
+
+    def fails(args):
+        bar = tqdm(total=10, desc="extract", file=sys.stderr, leave=True)
+        bar.update(3)
+        raise ValueError("something the user can fix")
+
+    monkeypatch.setattr(cli, "_cmd_info", fails)
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").rstrip("\n").split("\n")[-1]
+    assert last == "redundancy info: error: something the user can fix"
+    assert "3/10" in err  # the bar was closed where it stood

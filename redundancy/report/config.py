@@ -189,9 +189,6 @@ class Config:
                 setattr(self, name, constraint.validate(getattr(self, name), name, "Config"))
         self.thresholds = tuple(sorted(self.thresholds))
         check_seeds(self.random_state, self.n_seeds, "Config")
-        problem = cuda_problem(self.device)
-        if problem:
-            raise ValueError(f"The 'device' parameter of Config: {problem}")
         self._check_tasks()
         self.task_options = self._per_task("task_options", self.task_options, dict)
         self.data_dir = self._per_task("data_dir", self.data_dir, str)
@@ -338,6 +335,9 @@ class Config:
                 f"{exc} (Re-running this cell after later cells in JupyterLab also triggers this: "
                 "restart the kernel and run the notebook from the top.)"
             ) from None
+        problem = cuda_problem(cfg.device)  # papermill -p device cuda on a machine without it
+        if problem:
+            raise ValueError(f"The 'device' parameter of the notebook: {problem}")
         if cfg.recompute:
             from .cache import recompute_from_now
 
@@ -408,13 +408,17 @@ class Config:
         }
 
     def missing_inputs(self) -> list[str]:
-        """One line per model or data folder this configuration needs but cannot find.
+        """One line per model or data folder this configuration needs but cannot find, and
+        for a ``device`` this machine does not have.
 
         Lines say how to obtain the missing item. An empty list means every input is there.
         """
         from ..data.tasks import TASKS
 
         missing = [p for p in (self._model_problem(m) for m in self.models) if p]
+        device = cuda_problem(self.device)  # this machine: checked before any work, not in Config
+        if device:
+            missing.insert(0, device)
         for task in self.tasks:
             if not TASKS[task].needs_data:
                 continue
@@ -484,7 +488,9 @@ def resolve_params(path: str | os.PathLike) -> Path:
     folder = (root / "params") if root is not None else None
     known = sorted(p.name for p in folder.glob("*.yaml")) if folder and folder.is_dir() else []
     hint = f"; {folder} holds {', '.join(known)}" if known else ""
-    raise FileNotFoundError(f"Parameter file {str(path)!r} not found: looked at {looked}{hint}.")
+    raise FileNotFoundError(
+        f"Parameter file {str(path)!r} does not exist: looked at {looked}{hint}."
+    )
 
 
 def as_list(value) -> list:
