@@ -260,3 +260,15 @@ def test_an_error_after_a_progress_bar_starts_its_own_line(capsys, monkeypatch):
     last = err.replace("\r", "\n").rstrip("\n").split("\n")[-1]
     assert last == "redundancy info: error: something the user can fix"
     assert "3/10" in err  # the bar was closed where it stood
+
+
+def test_run_reporter_shows_an_overall_bar_with_time_left(capsys):
+    from redundancy.report import pipeline
+
+    report = pipeline._reporter(3, True)
+    row = {"status": "done", "seconds": 1.5, "computed": 1, "job": "layers/cka", "result": "r"}
+    for _ in range(3):
+        report({**row, "worker": "w1"})
+    err = capsys.readouterr().err
+    assert err.count("layers/cka") == 3 and "[3/3] done" in err
+    assert "run: 100%" in err and "3/3 [" in err  # the bar, with elapsed<left
