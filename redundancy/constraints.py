@@ -15,6 +15,7 @@ Errors follow scikit-learn's wording::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -238,7 +239,7 @@ def parse_list(value):
             import yaml
 
             try:
-                parsed = yaml.safe_load(value)
+                parsed = yaml.load(value, Loader=_loader())  # noqa: S506 - a SafeLoader
             except yaml.YAMLError:
                 parsed = None
         if not isinstance(parsed, list):
@@ -452,6 +453,7 @@ _FLOAT = r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |\.(?:nan|NaN|NAN))$"""
 
 
+@functools.lru_cache(maxsize=1)
 def _loader():
     """A safe YAML loader that refuses duplicate keys and reads ``1e-3`` as a number.
 

@@ -272,3 +272,23 @@ def test_run_reporter_shows_an_overall_bar_with_time_left(capsys):
     err = capsys.readouterr().err
     assert err.count("layers/cka") == 3 and "[3/3] done" in err
     assert "run: 100%" in err and "3/3 [" in err  # the bar, with elapsed<left
+
+
+def test_kernel_command_registers_the_notebooks_kernel_in_this_environment(capsys, monkeypatch):
+    import subprocess as sp
+
+    from redundancy.report.book import KERNEL_NAME
+
+    calls = []
+    monkeypatch.setattr(
+        sp, "run", lambda cmd, **kw: calls.append(cmd) or sp.CompletedProcess(cmd, 0)
+    )
+    assert main(["kernel"]) == 0
+    assert calls == [
+        [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME]
+        + ["--display-name", "Python (redundancy)"]
+    ]
+    assert f"kernel {KERNEL_NAME!r} registered for {sys.prefix}" in capsys.readouterr().out
+    monkeypatch.setattr(sp, "run", lambda cmd, **kw: sp.CompletedProcess(cmd, 1))
+    code, err = _run(capsys, "kernel")
+    assert code == 2 and "install ipykernel" in _one_error_line(err)

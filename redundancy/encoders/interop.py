@@ -28,7 +28,7 @@ import numpy as np
 
 from .._utils import atomic_write_text, file_digest, stable_hash
 from .._utils import cache_dir as _cache_dir
-from ..constraints import check_choice
+from ..constraints import Integer, check_choice
 from ..data.base import Task
 from .activation_files import (
     FORMATS,
@@ -216,9 +216,10 @@ def _bad(manifest: Path, key: str, wanted: str, value) -> ValueError:
 
 def _positive_int(manifest: Path, raw: dict, key: str) -> int:
     value = raw.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _bad(manifest, key, "a positive int", value)
-    return value
+    try:
+        return Integer(1).validate(value, key, str(manifest))
+    except ValueError:
+        raise _bad(manifest, key, "a positive int", value) from None
 
 
 def _entry(manifest: Path, task: str, split: str, value) -> tuple[Path, str]:
