@@ -310,9 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no line per finished job")
     p.set_defaults(func=_cmd_run)
 
+    _add_small_commands(sub)
+    return parser
+
+
+def _add_small_commands(sub) -> None:
     p = sub.add_parser("info", help="versions, device and cache folder")
     p.set_defaults(func=_cmd_info)
-
     p = sub.add_parser(
         "kernel", help="register the Jupyter kernel the notebooks name (redundancy-python)"
     )
@@ -326,7 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
             default=argparse.SUPPRESS,
             help="log at INFO level; show tracebacks",
         )
-    return parser
 
 
 def _one_line(exc: BaseException) -> str:

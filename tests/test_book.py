@@ -323,10 +323,10 @@ def test_the_bar_moves_while_a_chapter_runs(tmp_path):
 
     bar = _book_bar({"01": 20.0, "02": 80.0}, progress=True)
     monitor = _Monitor(tmp_path / "progress.log", bar, "02", span=(20.0, 80.0))
-    monitor.start -= 30.0  # the chapter has run 30 s
+    monitor.t0 -= 30.0  # the chapter has run 30 s
     monitor.advance()
     assert bar.n == pytest.approx(50.0, abs=0.5)
-    monitor.start -= 1000.0  # far past the estimate: held at 95% until it ends
+    monitor.t0 -= 1000.0  # far past the estimate: held at 95% until it ends
     monitor.advance()
     assert bar.n == pytest.approx(20.0 + 0.95 * 80.0)
     bar.close()

@@ -319,13 +319,13 @@ class _Monitor(threading.Thread):
         self.path, self.bar, self.chapter = path, bar, chapter
         self.step, self.stop = "", threading.Event()
         self.base, self.expected = span
-        self.start = time.perf_counter()
+        self.t0 = time.perf_counter()
 
     def advance(self) -> None:
         """Move the bar with the time the chapter has run, up to 95% of its expected seconds
         (the rest when it ends), so a long chapter, or one run alone with --only, shows
         progress and time left before it finishes."""
-        elapsed = time.perf_counter() - self.start
+        elapsed = time.perf_counter() - self.t0
         _move_bar(self.bar, self.base + min(elapsed, 0.95 * self.expected))
 
     def run(self) -> None:
