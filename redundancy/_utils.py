@@ -61,8 +61,15 @@ def cache_dir(sub: str | None = None, root: str | os.PathLike | None = None) -> 
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; a ``"cuda"``
+    device this machine lacks is refused here, before any work, saying the fix."""
     if device not in (None, "auto"):
+        if str(device).startswith("cuda"):
+            from .constraints import cuda_problem
+
+            problem = cuda_problem(str(device))
+            if problem:
+                raise ValueError(problem)
         return str(device)
     import torch
 

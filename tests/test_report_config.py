@@ -334,3 +334,18 @@ def test_params_are_found_relative_to_the_checkout(tmp_path, monkeypatch):
     assert str(tmp_path / "params" / "nope.yaml") in str(e.value)
     assert str(Path(__file__).resolve().parents[1] / "params" / "nope.yaml") in str(e.value)
     assert "tiny.yaml" in str(e.value)
+
+
+def test_library_functions_refuse_a_missing_cuda_device_at_once(monkeypatch):
+    import torch
+
+    from redundancy._utils import resolve_device
+    from redundancy.analysis.probes import train_probe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cpu") == "cpu" and resolve_device(None) == "cpu"
+    with pytest.raises(ValueError, match=r"device 'cuda:1': no CUDA device .* Use device: cpu"):
+        resolve_device("cuda:1")
+    X = np.zeros((8, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="no CUDA device is available"):
+        train_probe(X, np.array([0, 1] * 4), device="cuda")
