@@ -79,9 +79,9 @@ def _cmd_tasks(args) -> int:
 def _check_device(device: str | None) -> None:
     from .constraints import cuda_problem
 
-    problem = cuda_problem(device)
+    problem = cuda_problem(device, option="--device")
     if problem:
-        raise UsageError(f"--{problem.replace('; use device: cpu', '')}")
+        raise UsageError(problem)
 
 
 def _extract_all(args):

@@ -409,26 +409,32 @@ def check_seeds(random_state: int, n_seeds: int, caller: str) -> None:
         )
 
 
-def cuda_problem(device) -> str | None:
+def cuda_problem(device, *, option: str = "device") -> str | None:
     """Why ``device`` cannot be used on this machine (None when it can, or when it is None or
-    ``cpu``). Checked before any work, so a run does not fail deep inside a step."""
+    ``cpu``). Checked before any work, so a run does not fail deep inside a step. ``option``
+    is how the user sets it (``device`` in a parameter file, ``--device`` on the command line)."""
+    fix = (
+        "Use --device cpu, or leave --device out to pick the GPU only when there is one."
+        if option.startswith("--")
+        else "Use device: cpu, or leave device out (null) to pick the GPU only when there is one."
+    )
     if device is None or str(device) == "cpu":
         return None
     device = str(device)
     if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        return f"device must be 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
+        return f"{option} must be 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
     import torch
 
     if not torch.cuda.is_available():
         return (
-            f"device {device!r}: no CUDA device is available on this machine (torch "
+            f"{option} {device!r}: no CUDA device is available on this machine (torch "
             f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA). "
-            "Use device: cpu, or leave device out (null) to pick the GPU only when there is one."
+            + fix
         )
     index = int(device[5:]) if ":" in device else 0
     if index >= torch.cuda.device_count():
         return (
-            f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"{option} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
             f"numbered from 0. Use cuda:0 ... cuda:{torch.cuda.device_count() - 1}."
         )
     return None

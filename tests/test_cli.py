@@ -292,3 +292,16 @@ def test_kernel_command_registers_the_notebooks_kernel_in_this_environment(capsy
     monkeypatch.setattr(sp, "run", lambda cmd, **kw: sp.CompletedProcess(cmd, 1))
     code, err = _run(capsys, "kernel")
     assert code == 2 and "install ipykernel" in _one_error_line(err)
+
+
+def test_cuda_error_words_the_command_line_fix(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = _run(capsys, "extract", "--device", "cuda:0")
+    line = _one_error_line(err)
+    assert code == 2
+    assert "--device 'cuda:0': no CUDA device is available" in line
+    assert line.endswith(
+        "Use --device cpu, or leave --device out to pick the GPU only when there is one."
+    )
