@@ -108,15 +108,17 @@ def _cmd_extract(args) -> int:
 def _cmd_export(args) -> int:
     from pathlib import Path
 
-    from .encoders.interop import export_activation_set
+    from .encoders.interop import export_activation_set, is_activation_set
 
     task, acts = _extract_all(args)
+    # a folder that already holds a set keeps its name (the export adds this task to it)
+    default = None if is_activation_set(args.out) else f"{args.model} ({task.name})"
     aset = export_activation_set(
         Path(args.out),
         {(task.name, s): a for s, a in acts.items()},
         format=args.format,
         tasks=[task],
-        name=args.name or f"{args.model} ({task.name})",
+        name=args.name or default,
         model=args.model,
     )
     held = ", ".join(f"{t} ({'/'.join(aset.splits(t))})" for t in aset.tasks)

@@ -219,6 +219,17 @@ def test_export_prints_the_folder_not_a_repr(capsys, monkeypatch, tmp_path):
         f"{task.name} (train/dev))"
     )
     assert "ActivationSet(" not in out
+    # a second task exported into the same folder joins the first, under the first's name
+    other = make_token_task(6, lengths=[4, 7, 3, 4, 9, 2], name="other-pos")
+    monkeypatch.setattr(
+        cli, "_extract_all", lambda args: (other, {"test": fake_acts(other, "test")})
+    )
+    assert main(["export", "--out", str(tmp_path / "set"), "--format", "neurox-json"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith(f"holds {task.name} (train/dev), other-pos (test))")
+    from redundancy.encoders.interop import open_activation_set
+
+    assert open_activation_set(tmp_path / "set").name == f"minilm ({task.name})"
 
 
 def test_warnings_are_logged_once_without_source_lines(capsys, caplog, monkeypatch):
