@@ -662,3 +662,15 @@ def test_exporting_a_second_task_into_a_folder_keeps_the_first(task, tmp_path):
     narrow.acts = narrow.acts[:, :, :2]
     with pytest.raises(ValueError, match=r"already describes activations of 3 layers x 5 values"):
         export_activation_set(tmp_path, {(task.name, "dev"): narrow})
+
+
+def test_sentence_task_json_labelled_by_a_special_token_is_read(tmp_path):
+    task = make_sentence_task(6)
+    blocks = blocks_for(task)
+    path = neurox_json(tmp_path / "a.json", blocks, [["[CLS]"]] * 6)
+    assert read_neurox_json(path, task, "train").acts.shape == (6, N_LAYERS, N_HIDDEN)
+    # the text of another sentence is refused
+    texts = [[" ".join(s)] for s in task.train.sentences]
+    texts[2] = ["a different sentence entirely"]
+    with pytest.raises(ValueError, match=r"sentence 2 .* is 'a different sentence entirely'"):
+        read_neurox_json(neurox_json(tmp_path / "b.json", blocks, texts), task, "train")

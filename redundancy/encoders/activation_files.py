@@ -424,7 +424,10 @@ def read_neurox_json(
             if len(feats) != expected[i]:
                 raise _count_error(path, i, len(feats), task, split, int(expected[i]))
             tokens = [t.get("token") if isinstance(t, dict) else None for t in feats]
-            if all(isinstance(t, str) for t in tokens):
+            # a sentence task's one vector may be labelled by a special token ("[CLS]"):
+            # only a token holding the text itself is compared
+            whole = task.level == "token" or len(str(tokens[0]).split()) > 1
+            if whole and all(isinstance(t, str) for t in tokens):
                 _check_text(path, i, tokens, sentences[i], task, split)
             vecs = _json_sentence(feats, path, lineno)
             if vecs.shape[1:] != (n_layers, n_hidden):
