@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	  $(PY) -m pip install --quiet "$(TORCH)" || echo "could not install $(TORCH); pip will choose a torch build"; \
 	fi
 	$(PY) -m pip install --quiet -e ".[book,test]"
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (redundancy)"
+	$(PY) -m redundancy kernel --name $(KERNEL)
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv, install the library with book and test extras, register its kernel

@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from .constraints import check_choice  # noqa: F401 - the rule lives in constraints
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,8 +62,15 @@ def cache_dir(sub: str | None = None, root: str | os.PathLike | None = None) -> 
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; a ``"cuda"``
+    device this machine lacks is refused here, before any work, saying the fix."""
     if device not in (None, "auto"):
+        if str(device).startswith("cuda"):
+            from .constraints import cuda_problem
+
+            problem = cuda_problem(str(device))
+            if problem:
+                raise ValueError(problem)
         return str(device)
     import torch
 
@@ -169,16 +178,6 @@ digest while its size and modification time are unchanged."""
 def verify_always() -> bool:
     """Whether ``$REDUNDANCY_VERIFY`` asks for a full check of every cached file."""
     return os.environ.get(VERIFY_ENV, "").lower() in ("1", "true", "yes")
-
-
-def check_choice(value, choices, *, name: str, caller: str):
-    """Raise a scikit-learn style ValueError when ``value`` is not one of ``choices``."""
-    if value not in choices:
-        opts = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The {name!r} parameter of {caller} must be one of {{{opts}}}. Got {value!r} instead."
-        )
-    return value
 
 
 PROGRESS_ENV = "REDUNDANCY_PROGRESS"

@@ -21,6 +21,11 @@ import sys
 
 from ._utils import cache_root
 
+PARAMS_HELP = (
+    "parameter file (YAML), relative to the current folder or else to the checkout "
+    "(default: params/default.yaml)"
+)
+
 
 class UsageError(Exception):
     """A mistake in how the command was called: reported in one line, exit status 2."""
@@ -72,18 +77,11 @@ def _cmd_tasks(args) -> int:
 
 
 def _check_device(device: str | None) -> None:
-    if device is None or device == "cpu":
-        return
-    if device.startswith("cuda"):
-        import torch
+    from .constraints import cuda_problem
 
-        if not torch.cuda.is_available():
-            raise UsageError(
-                f"--device {device}: no CUDA device is available on this machine (torch "
-                f"{torch.__version__}); use --device cpu or leave --device out."
-            )
-        return
-    raise UsageError(f"--device must be 'cpu', 'cuda' or 'cuda:N'. Got {device!r}.")
+    problem = cuda_problem(device, option="--device")
+    if problem:
+        raise UsageError(problem)
 
 
 def _extract_all(args):
@@ -110,18 +108,21 @@ def _cmd_extract(args) -> int:
 def _cmd_export(args) -> int:
     from pathlib import Path
 
-    from .encoders.interop import export_activation_set
+    from .encoders.interop import export_activation_set, is_activation_set
 
     task, acts = _extract_all(args)
-    folder = export_activation_set(
+    # a folder that already holds a set keeps its name (the export adds this task to it)
+    default = None if is_activation_set(args.out) else f"{args.model} ({task.name})"
+    aset = export_activation_set(
         Path(args.out),
         {(task.name, s): a for s, a in acts.items()},
         format=args.format,
         tasks=[task],
-        name=args.name or f"{args.model} ({task.name})",
+        name=args.name or default,
         model=args.model,
     )
-    print(f"activation set written to {folder} (format {args.format}); see docs/interop.md")
+    held = ", ".join(f"{t} ({'/'.join(aset.splits(t))})" for t in aset.tasks)
+    print(f"activation set written to {aset.folder} (format {args.format}; holds {held})")
     return 0
 
 
@@ -156,6 +157,24 @@ def _cmd_run(args) -> int:
     print(table[shown].to_string(index=False))
     computed = int(table["computed"].fillna(0).sum())
     print(f"{len(table)} jobs done in {table.attrs['seconds']} s; {computed} results computed.")
+    return 0
+
+
+def _cmd_kernel(args) -> int:
+    """Register the Jupyter kernel the notebooks name, for this interpreter's environment."""
+    import subprocess
+
+    from .report.book import KERNEL_NAME
+
+    name = args.name or KERNEL_NAME
+    cmd = [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name]
+    cmd += ["--display-name", "Python (redundancy)"]
+    if subprocess.run(cmd).returncode != 0:
+        raise UsageError(
+            "could not register the kernel: install ipykernel (pip install -e '.[book]') "
+            "and rerun python -m redundancy kernel."
+        )
+    print(f"kernel {name!r} registered for {sys.prefix}")
     return 0
 
 
@@ -263,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("book", help="run every notebook with papermill and build the jupyter-book")
-    p.add_argument("--params", default="params/default.yaml", help="parameter file (YAML)")
+    p.add_argument("--params", default="params/default.yaml", help=PARAMS_HELP)
     p.add_argument("--only", nargs="+", help="run only these notebooks (names or numbers)")
     p.add_argument("--no-html", action="store_true", help="execute the notebooks, no HTML")
     p.add_argument(
@@ -276,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run", help="compute every result of a parameter set, in this process or on Dask"
     )
-    p.add_argument("--params", default="params/default.yaml", help="parameter file (YAML)")
+    p.add_argument("--params", default="params/default.yaml", help=PARAMS_HELP)
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask scheduler to run on, e.g. tcp://HOST:8786"
@@ -293,9 +312,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no line per finished job")
     p.set_defaults(func=_cmd_run)
 
+    _add_small_commands(sub)
+    return parser
+
+
+def _add_small_commands(sub) -> None:
     p = sub.add_parser("info", help="versions, device and cache folder")
     p.set_defaults(func=_cmd_info)
-    return parser
+    p = sub.add_parser(
+        "kernel", help="register the Jupyter kernel the notebooks name (redundancy-python)"
+    )
+    p.add_argument("--name", help="kernel name (default: the one the notebooks name)")
+    p.set_defaults(func=_cmd_kernel)
+    for p in sub.choices.values():  # --verbose after the command too
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="log at INFO level; show tracebacks",
+        )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -304,6 +340,44 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split("\n")[0].split()) or type(exc).__name__
     rest = [line for line in str(exc).splitlines()[1:] if line.strip()]
     return text if not rest else text + " " + " ".join(s.strip() for s in rest)
+
+
+def _warnings_through_logging(verbose: bool) -> None:
+    """Show Python warnings as one log line each (``WARNING redundancy: message``), once per
+    message, instead of the ``path:line: UserWarning`` lines and the source they quote; with
+    ``--verbose`` the category and the place are kept."""
+    import warnings
+
+    seen: set[str] = set()
+    log = logging.getLogger("redundancy")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text in seen:
+            return
+        seen.add(text)
+        if verbose:
+            text = f"{text} ({category.__name__} at {filename}:{lineno})"
+        log.warning("%s", text)
+
+    warnings.showwarning = show
+
+
+def _end_progress_bars() -> None:
+    """Close the bars still open, so the error that follows starts on its own line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    bars = list(getattr(tqdm, "_instances", ()))
+    for bar in bars:
+        try:
+            bar.close()
+        except Exception:  # pragma: no cover - a bar already torn down
+            pass
+    if bars:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _warnings_through_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -334,11 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         # problems a user can fix (missing data or models, bad parameters or paths, a failing
         # notebook): the message says what to fix; --verbose shows the traceback as well
+        _end_progress_bars()
         if args.verbose:
             raise
         print(f"redundancy {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print(f"redundancy {args.command}: interrupted; rerun to resume.", file=sys.stderr)
         return 130
 

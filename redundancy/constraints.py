@@ -15,6 +15,7 @@ Errors follow scikit-learn's wording::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -31,7 +32,13 @@ __all__ = [
     "Real",
     "Text",
     "check",
+    "check_choice",
+    "check_device",
+    "check_seeds",
+    "cuda_problem",
+    "load_yaml",
     "parse_list",
+    "parse_yaml",
 ]
 
 
@@ -232,7 +239,7 @@ def parse_list(value):
             import yaml
 
             try:
-                parsed = yaml.safe_load(value)
+                parsed = yaml.load(value, Loader=_loader())  # noqa: S506 - a SafeLoader
             except yaml.YAMLError:
                 parsed = None
         if not isinstance(parsed, list):
@@ -320,7 +327,7 @@ PARAMS: dict[str, Constraint] = {
     "train_sentences": Integer(1, optional=True),
     "dev_sentences": Integer(1, optional=True),
     "test_sentences": Integer(1, optional=True),
-    "random_state": Integer(0),
+    "random_state": Integer(0, 2**63 - 1),
     # extraction
     "aggregation": Options(("first", "last", "mean")),
     "pooling": Options(("auto", "first", "last", "mean")),
@@ -346,6 +353,8 @@ PARAMS: dict[str, Constraint] = {
     "confidence": Real(0, 1, closed="neither"),
     "device": Text(optional=True),
     "instances": Integer(1),
+    # one probe's input width: more than any encoder's n_layers * n_hidden (see MAX_FEATURES)
+    "n_features": Integer(1, 1_000_000),
     "repeats": Integer(1, 1000),
 }
 """Every constrained parameter of the library, by the name the functions use."""
@@ -371,3 +380,158 @@ def check(name: str, value, caller: str, *, param: str | None = None):
 def check_sequence(name: str, values: Sequence, caller: str, *, param: str | None = None):
     """Check every element of ``values`` against one constraint; return a tuple."""
     return tuple(check(name, v, caller, param=param) for v in values)
+
+
+def check_choice(value, choices, *, name: str, caller: str):
+    """``value`` when it is one of ``choices``, else a scikit-learn style ValueError (the
+    :class:`Options` rule for a parameter that is not in :data:`PARAMS`)."""
+    return Options(tuple(choices)).validate(value, name, caller)
+
+
+# --------------------------------------------------------------------------------------------
+# bounds that depend on the machine or on other values
+# --------------------------------------------------------------------------------------------
+SEED_MAX = 2**63 - 1
+"""Largest seed numpy and torch both take (a signed 64-bit integer); ``random_state + i``
+must stay below it for every seed of a run."""
+MAX_FEATURES = 1_000_000
+"""Largest feature count of the probe-timing measurement: wider than any encoder's
+``n_layers * n_hidden`` (BERT-large: 25 x 1024), and a probe this wide still fits in memory."""
+
+
+def check_seeds(random_state: int, n_seeds: int, caller: str) -> None:
+    """Refuse a first seed whose last seed ``random_state + n_seeds - 1`` overflows 64 bits."""
+    if random_state + n_seeds - 1 > SEED_MAX:
+        raise ValueError(
+            f"The 'random_state' parameter of {caller} must leave room for {n_seeds} seeds "
+            f"below 2**63 (numpy and torch take signed 64-bit seeds): at most "
+            f"{SEED_MAX - n_seeds + 1}. Got {random_state} instead."
+        )
+
+
+def cuda_problem(device, *, option: str = "device") -> str | None:
+    """Why ``device`` cannot be used on this machine (None when it can, or when it is None or
+    ``cpu``). Checked before any work, so a run does not fail deep inside a step. ``option``
+    is how the user sets it (``device`` in a parameter file, ``--device`` on the command line)."""
+    fix = (
+        "Use --device cpu, or leave --device out to pick the GPU only when there is one."
+        if option.startswith("--")
+        else "Use device: cpu, or leave device out (null) to pick the GPU only when there is one."
+    )
+    if device is None or str(device) == "cpu":
+        return None
+    device = str(device)
+    if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        return f"{option} must be 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
+    import torch
+
+    if not torch.cuda.is_available():
+        return (
+            f"{option} {device!r}: no CUDA device is available on this machine (torch "
+            f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA). "
+            + fix
+        )
+    index = int(device[5:]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        return (
+            f"{option} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0. Use cuda:0 ... cuda:{torch.cuda.device_count() - 1}."
+        )
+    return None
+
+
+def check_device(device, caller: str):
+    """``device`` when this machine can run on it; else a ValueError saying the fix."""
+    problem = cuda_problem(device)
+    if problem:
+        raise ValueError(f"The 'device' parameter of {caller}: {problem}")
+    return device
+
+
+# --------------------------------------------------------------------------------------------
+# YAML files: one loader for parameter files and activation-set manifests
+# --------------------------------------------------------------------------------------------
+_FLOAT = r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$"""
+
+
+@functools.lru_cache(maxsize=1)
+def _loader():
+    """A safe YAML loader that refuses duplicate keys and reads ``1e-3`` as a number.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``), so ``1e-3`` would be the
+    string "1e-3"; YAML 1.2 and every person writing a parameter file read it as 0.001.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", re.compile(_FLOAT, re.X), list("-+0123456789.")
+    )
+
+    def mapping(loader, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: let PyYAML word the error
+                break
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} appears twice, on line {first} and on line {line} "
+                    "(the second would silently win): keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return Loader
+
+
+def parse_yaml(text: str, source: str = "<text>"):
+    """Parse YAML text with :func:`load_yaml`'s rules; errors name ``source`` and the line."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        context = getattr(e, "context", None)
+        detail = f"{problem} ({context})" if context and "twice" not in problem else problem
+        raise ValueError(f"{source}{where}: invalid YAML: {detail}.") from None
+
+
+def load_yaml(path, *, what: str = "a YAML file"):
+    """Read a YAML file: UTF-8, no duplicate keys, YAML-1.2 numbers; errors name the file,
+    the line and the fix."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: {what} must be UTF-8 text; byte {e.start} is not "
+            "(Latin-1?). Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+        ) from None
+    return parse_yaml(text, str(path))

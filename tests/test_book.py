@@ -282,3 +282,53 @@ def test_runner_bar_survives_chapter_weights_that_round_down():
         assert str(bar).endswith("]") and "858/858 s of work" in str(bar)
     finally:
         bar.close()
+
+
+def test_first_run_estimates_come_from_units_of_work(tmp_path):
+    """A parameter set run for the first time is estimated from its own size: the default's
+    units at the reference run's cost give its measured chapter seconds, tiny's give seconds,
+    not the 600 s the default's chapter shares gave every set."""
+    from redundancy.report import book
+    from redundancy.report.config import Config
+
+    notebooks = book.list_notebooks()
+    default = book._weights(
+        notebooks, tmp_path / "default", book.chapter_units(Config.from_yaml("params/default.yaml"))
+    )
+    for nb in notebooks:
+        reference = book._REFERENCE_SECONDS[nb.stem[:2]]
+        assert default[nb.stem] == pytest.approx(max(reference, book._CHAPTER_OVERHEAD))
+    tiny_units = book.chapter_units(Config.from_yaml("params/tiny.yaml"))
+    tiny = book._weights(notebooks, tmp_path / "tiny", tiny_units)
+    assert 8 * book._CHAPTER_OVERHEAD <= sum(tiny.values()) < 150
+    # a chapter measured on this machine (another parameter set's timings.json) sets its cost
+    other = tmp_path / "other"
+    other.mkdir()
+    setup = next(nb.stem for nb in notebooks if nb.stem.startswith("01"))
+    units = tiny_units["01"] * 10
+    (other / "timings.json").write_text(
+        json.dumps({setup: {"status": "executed", "seconds": 1008.0, "units": units}})
+    )
+    again = book._weights(notebooks, tmp_path / "tiny", tiny_units)
+    assert again[setup] == pytest.approx(book._CHAPTER_OVERHEAD + 100.0)
+    # and this set's own last timing wins over any estimate
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "timings.json").write_text(
+        json.dumps({setup: {"status": "executed", "seconds": 33.0}})
+    )
+    assert book._weights(notebooks, tmp_path / "tiny", tiny_units)[setup] == 33.0
+
+
+def test_the_bar_moves_while_a_chapter_runs(tmp_path):
+    """`--only NN`: the bar follows the chapter's running time up to 95% of its estimate."""
+    from redundancy.report.book import _book_bar, _Monitor
+
+    bar = _book_bar({"01": 20.0, "02": 80.0}, progress=True)
+    monitor = _Monitor(tmp_path / "progress.log", bar, "02", span=(20.0, 80.0))
+    monitor.t0 -= 30.0  # the chapter has run 30 s
+    monitor.advance()
+    assert bar.n == pytest.approx(50.0, abs=0.5)
+    monitor.t0 -= 1000.0  # far past the estimate: held at 95% until it ends
+    monitor.advance()
+    assert bar.n == pytest.approx(20.0 + 0.95 * 80.0)
+    bar.close()

@@ -187,3 +187,132 @@ def test_gpu_check_says_no_cuda_clearly_on_a_cpu_machine():
     )
     assert out.returncode == 1
     assert "no CUDA device" in out.stderr and "nothing was checked" in out.stderr
+
+
+def test_verbose_works_after_the_command_too(capsys):
+    # without --verbose: one line; with it, before or after the command: the traceback
+    code, err = _run(capsys, "book", "--params", "/nonexistent/params.yaml")
+    assert code == 2 and "Traceback" not in err
+    for argv in (
+        ["--verbose", "book", "--params", "/nonexistent/params.yaml"],
+        ["book", "--params", "/nonexistent/params.yaml", "-v"],
+    ):
+        with pytest.raises(FileNotFoundError, match="does not exist: looked at"):
+            main(argv)
+    assert build_parser().parse_args(["tasks", "--verbose"]).verbose is True
+    assert build_parser().parse_args(["tasks"]).verbose is False
+
+
+def test_export_prints_the_folder_not_a_repr(capsys, monkeypatch, tmp_path):
+    from conftest import make_token_task
+    from test_interop import fake_acts
+
+    from redundancy import cli
+
+    task = make_token_task(6, lengths=[4, 7, 3, 4, 9, 2])
+    acts = {s: fake_acts(task, s) for s in ("train", "dev")}
+    monkeypatch.setattr(cli, "_extract_all", lambda args: (task, acts))
+    assert main(["export", "--out", str(tmp_path / "set"), "--format", "neurox-json"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == (
+        f"activation set written to {tmp_path / 'set'} (format neurox-json; holds "
+        f"{task.name} (train/dev))"
+    )
+    assert "ActivationSet(" not in out
+    # a second task exported into the same folder joins the first, under the first's name
+    other = make_token_task(6, lengths=[4, 7, 3, 4, 9, 2], name="other-pos")
+    monkeypatch.setattr(
+        cli, "_extract_all", lambda args: (other, {"test": fake_acts(other, "test")})
+    )
+    assert main(["export", "--out", str(tmp_path / "set"), "--format", "neurox-json"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith(f"holds {task.name} (train/dev), other-pos (test))")
+    from redundancy.encoders.interop import open_activation_set
+
+    assert open_activation_set(tmp_path / "set").name == f"minilm ({task.name})"
+
+
+def test_warnings_are_logged_once_without_source_lines(capsys, caplog, monkeypatch):
+    import logging
+    import warnings
+
+    from redundancy import cli
+
+    def noisy(args):
+        for _ in range(3):
+            warnings.warn("CKA of a constant column is undefined", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_info", noisy)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        assert main(["info"]) == 0
+    shown = [r for r in caplog.records if "constant column" in r.getMessage()]
+    assert [(r.name, r.levelname, r.getMessage()) for r in shown] == [
+        ("redundancy", "WARNING", "CKA of a constant column is undefined")
+    ]
+    assert "UserWarning" not in capsys.readouterr().err
+
+
+def test_an_error_after_a_progress_bar_starts_its_own_line(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    from redundancy import cli
+
+    def fails(args):
+        bar = tqdm(total=10, desc="extract", file=sys.stderr, leave=True)
+        bar.update(3)
+        raise ValueError("something the user can fix")
+
+    monkeypatch.setattr(cli, "_cmd_info", fails)
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").rstrip("\n").split("\n")[-1]
+    assert last == "redundancy info: error: something the user can fix"
+    assert "3/10" in err  # the bar was closed where it stood
+
+
+def test_run_reporter_shows_an_overall_bar_with_time_left(capsys):
+    from redundancy.report import pipeline
+
+    report = pipeline._reporter(3, True)
+    row = {"status": "done", "seconds": 1.5, "computed": 1, "job": "layers/cka", "result": "r"}
+    for _ in range(3):
+        report({**row, "worker": "w1"})
+    err = capsys.readouterr().err
+    assert err.count("layers/cka") == 3 and "[3/3] done" in err
+    assert "run: 100%" in err and "3/3 [" in err  # the bar, with elapsed<left
+
+
+def test_kernel_command_registers_the_notebooks_kernel_in_this_environment(capsys, monkeypatch):
+    import subprocess as sp
+
+    from redundancy.report.book import KERNEL_NAME
+
+    calls = []
+    monkeypatch.setattr(
+        sp, "run", lambda cmd, **kw: calls.append(cmd) or sp.CompletedProcess(cmd, 0)
+    )
+    assert main(["kernel"]) == 0
+    assert calls == [
+        [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME]
+        + ["--display-name", "Python (redundancy)"]
+    ]
+    assert f"kernel {KERNEL_NAME!r} registered for {sys.prefix}" in capsys.readouterr().out
+    monkeypatch.setattr(sp, "run", lambda cmd, **kw: sp.CompletedProcess(cmd, 1))
+    code, err = _run(capsys, "kernel")
+    assert code == 2 and "install ipykernel" in _one_error_line(err)
+
+
+def test_cuda_error_words_the_command_line_fix(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = _run(capsys, "extract", "--device", "cuda:0")
+    line = _one_error_line(err)
+    assert code == 2
+    assert "--device 'cuda:0': no CUDA device is available" in line
+    assert line.endswith(
+        "Use --device cpu, or leave --device out to pick the GPU only when there is one."
+    )

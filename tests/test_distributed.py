@@ -88,7 +88,7 @@ def _assert_same_results(here: Path, there: Path) -> int:
     a = {k: v for k, v in _results(here).items() if v[0] not in TIMING}
     b = {k: v for k, v in _results(there).items() if v[0] not in TIMING}
     assert sorted(a) == sorted(b)
-    for name, (step, payload) in a.items():
+    for name, (_step, payload) in a.items():
         other = b[name][1]
         if isinstance(payload, dict) and any(isinstance(v, np.ndarray) for v in payload.values()):
             assert payload.keys() == other.keys(), name

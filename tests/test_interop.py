@@ -178,10 +178,10 @@ def test_safetensors_written_by_the_reference_library_is_read(task, tmp_path):
     assert back.model == "elsewhere"
 
 
-def test_safetensors_warns_on_other_text_with_same_counts(task, tmp_path):
+def test_safetensors_refuses_other_text_with_same_counts(task, tmp_path):
     path = write_safetensors(fake_acts(task), tmp_path / "a.safetensors", task=task)
     other = make_token_task(6, lengths=[4, 7, 3, 4, 9, 2], random_state=5)
-    with pytest.warns(UserWarning, match="other sentences"):
+    with pytest.raises(ValueError, match=r"a\.safetensors was written for other sentences"):
         read_safetensors(path, other, "train")
 
 
@@ -523,3 +523,154 @@ def test_writers_refuse_what_readers_cannot_take(task, tmp_path):
     with pytest.raises(ValueError, match="Got dtype float64"):
         write_safetensors(wide, tmp_path / "a.safetensors")
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+# ---- files that are damaged, or hold other sentences: the library's own error ----------------
+def other_text(task):
+    """The same word counts as ``task`` (same lengths), other words."""
+    other = make_token_task(6, lengths=[4, 7, 3, 4, 9, 2], random_state=5)
+    assert [len(s) for s in other.train.sentences] == [len(s) for s in task.train.sentences]
+    assert other.train.sentences[1] != task.train.sentences[1]
+    return other
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "json"])
+def test_neurox_file_of_other_sentences_with_same_counts_is_refused(task, tmp_path, kind):
+    other = other_text(task)
+    writer = neurox_hdf5 if kind == "hdf5" else neurox_json
+    path = writer(tmp_path / f"a.{kind}", blocks_for(task), other.train.sentences)
+    with pytest.raises(ValueError, match=rf"a\.{kind}: sentence 0 \(line 1 of the corpus\) is"):
+        read_activations(path, task, "train")
+    # the same file with the task's own text is read (the check compares text, not counts)
+    good = writer(tmp_path / f"b.{kind}", blocks_for(task), task.train.sentences)
+    assert read_activations(good, task, "train").acts.shape[0] == 29
+
+
+def test_files_written_without_text_are_still_read(task, tmp_path):
+    # write_neurox_* without sentences store placeholders ("sentence 0", "w0 w1"): nothing to compare
+    ours = fake_acts(task)
+    for path in (
+        write_neurox_hdf5(ours, tmp_path / "a.hdf5"),
+        write_neurox_json(ours, tmp_path / "a.json"),
+    ):
+        np.testing.assert_allclose(read_activations(path, task, "train").acts, ours.acts, atol=1e-8)
+
+
+def test_hdf5_with_a_damaged_header_is_refused_naming_the_file(task, tmp_path):
+    path = neurox_hdf5(tmp_path / "a.hdf5", blocks_for(task), task.train.sentences)
+    data = bytearray(path.read_bytes())
+    # the superblock is intact, the root group's header after it is not: h5py opens the file,
+    # then raises RuntimeError ("addr undefined") at the first lookup
+    data[128:192] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"a\.hdf5 is damaged \(RuntimeError: .*re-export it"):
+        read_neurox_hdf5(path, task, "train")
+
+
+def test_hdf5_whose_object_lookup_fails_is_refused(task, tmp_path, monkeypatch):
+    # h5py raises KeyError/RuntimeError from a damaged symbol table while looking up a name
+    import h5py
+
+    path = neurox_hdf5(tmp_path / "a.hdf5", blocks_for(task), task.train.sentences)
+    real = h5py.Group.__getitem__
+
+    def broken(self, name):
+        if name == "3":
+            raise KeyError("Unable to synchronously open object (bad symbol table node signature)")
+        return real(self, name)
+
+    monkeypatch.setattr(h5py.Group, "__getitem__", broken)
+    with pytest.raises(ValueError, match=r"a\.hdf5 is damaged \(KeyError: .*symbol table"):
+        read_neurox_hdf5(path, task, "train")
+
+
+def test_hdf5_sentence_stored_as_a_group_is_refused(task, tmp_path):
+    path = neurox_hdf5(tmp_path / "a.hdf5", blocks_for(task), task.train.sentences)
+    with h5py.File(path, "a") as f:
+        del f["2"]
+        f.create_group("2").create_dataset("x", data=np.zeros(3))
+    with pytest.raises(ValueError, match=r"a\.hdf5: sentence 2 is a Group, not a dataset"):
+        read_neurox_hdf5(path, task, "train")
+
+
+def test_hdf5_index_that_is_not_json_is_refused(task, tmp_path):
+    path = neurox_hdf5(tmp_path / "a.hdf5", blocks_for(task), task.train.sentences)
+    with h5py.File(path, "a") as f:
+        f["sentence_to_index"][0] = "not json {"
+    with pytest.raises(ValueError, match=r"'sentence_to_index' is not a JSON object"):
+        read_neurox_hdf5(path, task, "train")
+
+
+def test_json_with_latin1_bytes_is_refused_naming_the_line(task, tmp_path):
+    path = neurox_json(tmp_path / "a.json", blocks_for(task), task.train.sentences)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"token": "', b'"token": "caf\xe9', 1)
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=r"a\.json, line 3: not UTF-8 text .*b'\\xe9'"):
+        read_neurox_json(path, task, "train")
+
+
+@pytest.mark.parametrize("bad", [None, [None, 1.0, 2.0, 3.0, 4.0], [float("nan")] * 5])
+def test_json_null_or_nan_activations_are_refused(task, tmp_path, bad):
+    path = neurox_json(tmp_path / "a.json", blocks_for(task), task.train.sentences)
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["features"][2]["layers"][1]["values"] = bad
+    lines[1] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"a\.json, line 2: token 2"):
+        read_neurox_json(path, task, "train")
+
+
+def test_manifest_with_latin1_bytes_is_refused_naming_the_line(task, tmp_path):
+    export_activation_set(tmp_path, {(task.name, "train"): fake_acts(task)}, tasks=[task])
+    manifest = tmp_path / MANIFEST
+    manifest.write_bytes(manifest.read_bytes() + b"description: caf\xe9\n")
+    n_lines = manifest.read_bytes().count(b"\n")
+    with pytest.raises(ValueError, match=rf"activations\.yaml, line {n_lines}: .* must be UTF-8"):
+        open_activation_set(tmp_path)
+
+
+def test_manifest_with_a_duplicated_key_is_refused(task, tmp_path):
+    export_activation_set(tmp_path, {(task.name, "train"): fake_acts(task)}, tasks=[task])
+    manifest = tmp_path / MANIFEST
+    manifest.write_text(manifest.read_text() + "n_hidden: 7\n")
+    with pytest.raises(ValueError, match=r"'n_hidden' appears twice, on line \d+ and on line \d+"):
+        open_activation_set(tmp_path)
+
+
+def test_exporting_a_second_task_into_a_folder_keeps_the_first(task, tmp_path):
+    sentence = make_sentence_task(6)
+    export_activation_set(tmp_path, {(task.name, "train"): fake_acts(task)}, tasks=[task], name="m")
+    aset = export_activation_set(
+        tmp_path,
+        {(sentence.name, s): fake_acts(sentence, s) for s in ("train", "dev")},
+        tasks=[sentence],
+    )
+    assert aset.name == "m"
+    assert {t: aset.splits(t) for t in aset.tasks} == {
+        task.name: ("train",),
+        sentence.name: ("train", "dev"),
+    }
+    np.testing.assert_array_equal(aset.get(task, "train").acts, fake_acts(task).acts)
+    # the same task and split again replaces its entry; another layout is refused
+    again = export_activation_set(
+        tmp_path, {(task.name, "train"): fake_acts(task, seed=3)}, tasks=[task]
+    )
+    np.testing.assert_array_equal(again.get(task, "train").acts, fake_acts(task, seed=3).acts)
+    narrow = fake_acts(task)
+    narrow.acts = narrow.acts[:, :, :2]
+    with pytest.raises(ValueError, match=r"already describes activations of 3 layers x 5 values"):
+        export_activation_set(tmp_path, {(task.name, "dev"): narrow})
+
+
+def test_sentence_task_json_labelled_by_a_special_token_is_read(tmp_path):
+    task = make_sentence_task(6)
+    blocks = blocks_for(task)
+    path = neurox_json(tmp_path / "a.json", blocks, [["[CLS]"]] * 6)
+    assert read_neurox_json(path, task, "train").acts.shape == (6, N_LAYERS, N_HIDDEN)
+    # the text of another sentence is refused
+    texts = [[" ".join(s)] for s in task.train.sentences]
+    texts[2] = ["a different sentence entirely"]
+    with pytest.raises(ValueError, match=r"sentence 2 .* is 'a different sentence entirely'"):
+        read_neurox_json(neurox_json(tmp_path / "b.json", blocks, texts), task, "train")

@@ -72,11 +72,9 @@ def test_install_registers_the_kernel_inside_the_venv_and_lab_serves_notebooks(t
     venv = tmp_path / "venv"
     install = _dry_run("install", VENV=str(venv))
     kernel = _make_variable("KERNEL")
-    assert (
-        f"{venv}/bin/python -m ipykernel install --sys-prefix --name {kernel} "
-        '--display-name "Python (redundancy)"' in install
-    )
-    assert install.index("pip install --quiet -e") < install.index("ipykernel install")
+    # the same one-liner conda users run (python -m redundancy kernel, environment.yml)
+    assert f"{venv}/bin/python -m redundancy kernel --name {kernel}" in install
+    assert install.index("pip install --quiet -e") < install.index("-m redundancy kernel")
     lab = _dry_run("lab", VENV=str(venv), REDUNDANCY_CACHE="/somewhere/cache")
     assert f"{venv}/bin/jupyter lab notebooks/" in lab
 
@@ -341,3 +339,14 @@ def test_screenshot_book_measures_a_hand_written_page(tmp_path, capsys):
     }
     assert _png_size(Path(page["screenshot"]))[0] == 1280
     assert "tables: 4, too wide: 3" in capsys.readouterr().out
+
+
+def test_a_parameter_value_with_a_yaml_syntax_error_names_it():
+    with pytest.raises(ValueError) as e:
+        check_lab.load_parameters(None, [["thresholds", "[0.1, 0.3"]])
+    message = str(e.value)
+    assert message.startswith(
+        "-p thresholds '[0.1, 0.3', line 1, column 10: invalid YAML: expected"
+    )
+    assert "^" not in message
+    assert check_lab.load_parameters(None, [["probe_lr", "1e-3"]]) == {"probe_lr": 0.001}

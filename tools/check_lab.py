@@ -147,7 +147,7 @@ def prepare_notebook(source: Path, target: Path, parameters: dict) -> dict:
 def load_parameters(params_file: Path | None, pairs: list[list[str]] | None) -> dict:
     """Parameters to inject: a params YAML validated by the library's Config, then ``-p``
     pairs (values parsed as YAML, checked by the notebook itself)."""
-    import yaml
+    from redundancy.constraints import parse_yaml
 
     parameters: dict = {}
     if params_file is not None:
@@ -155,7 +155,8 @@ def load_parameters(params_file: Path | None, pairs: list[list[str]] | None) -> 
 
         parameters.update(Config.from_yaml(params_file).to_dict())
     for name, value in pairs or []:
-        parameters[name] = yaml.safe_load(value)
+        # a syntax error names the option and the problem, not a bare caret under the value
+        parameters[name] = parse_yaml(value, f"-p {name} {value!r}")
     return parameters
 
 

@@ -381,11 +381,9 @@ def _combine(*parts) -> tuple:
 
 
 def _check_option(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(
-            f"The {name!r} parameter of moments must be an int >= {low}. Got {value!r} instead."
-        )
-    return int(value)
+    from ..constraints import Integer
+
+    return Integer(low).validate(value, name, "moments")
 
 
 def moments(

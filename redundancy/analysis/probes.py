@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from .. import constraints
-from .._utils import check_choice, progress_bar, resolve_device
+from .._utils import progress_bar, resolve_device
+from ..constraints import check_choice
 from ._probe_joint import JointProbes, _rows_tensor, choose_threads, fit, intra_op_threads
 
 logger = logging.getLogger(__name__)
@@ -188,10 +189,7 @@ def incremental_subsets(n_layers: int, n_hidden: int) -> dict[LayerSet, slice]:
 
 
 def _check_pos_int(value, name, caller):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"The {name!r} parameter of {caller} must be a positive int. Got {value!r} instead."
-        )
+    return constraints.Integer(1).validate(value, name, caller)
 
 
 def _as_neurons(sub, n_cols: int, name: str) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import progress_bar, resolve_device
-from ..constraints import check
+from ..constraints import check, check_sequence
 from ..encoders.truncate import block_list, truncated
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def time_forward(
     if len(sentences) == 0:
         raise ValueError("The 'sentences' parameter of time_forward must not be empty.")
     device = resolve_device(device)
-    net, tokenizer = load_model(model, device=device)
+    net, tokenizer = load_model(model, device=device, progress=progress)
     owner, attr = block_list(net)
     n_blocks = len(getattr(owner, attr))
     layers = sorted(set(range(n_blocks + 1) if layers is None else map(int, layers)) | {n_blocks})
@@ -233,8 +233,14 @@ def time_probe(
     """
     from .probes import train_probe
 
-    sizes = sorted({int(k) for k in n_features_list}) if n_features_list else []
-    if not sizes or sizes[0] < 1:
+    sizes = sorted(
+        set(
+            check_sequence(
+                "n_features_list", n_features_list or (), "time_probe", param="n_features"
+            )
+        )
+    )
+    if not sizes:
         raise ValueError(
             "The 'n_features_list' parameter of time_probe must hold positive ints. "
             f"Got {n_features_list!r} instead."

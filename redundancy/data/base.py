@@ -117,5 +117,16 @@ class Task:
 
 
 def label_vocabulary(train_labels) -> tuple[str, ...]:
-    """Sorted training labels plus the unseen placeholder."""
-    return tuple(sorted(set(train_labels))) + (UNSEEN_LABEL,)
+    """Sorted training labels plus the unseen placeholder.
+
+    A training label spelled like the placeholder is refused: dev/test labels never seen in
+    training would be scored as that real class.
+    """
+    labels = set(train_labels)
+    if UNSEEN_LABEL in labels:
+        raise ValueError(
+            f"A training label is literally {UNSEEN_LABEL!r}, the name this library gives the "
+            "labels of dev and test instances never seen in training; the two would be one "
+            f"class. Rename that label in the task's label file (e.g. to 'UNSEEN') and reload."
+        )
+    return tuple(sorted(labels)) + (UNSEEN_LABEL,)

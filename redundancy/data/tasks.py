@@ -110,6 +110,15 @@ def n_sentences_for_tokens(lengths: Sequence[int], n_tokens: int | None) -> int:
 
 
 def _token_vocabulary(train: Split) -> tuple[str, ...]:
+    for i, tags in enumerate(train.labels):
+        if UNSEEN_LABEL in tags:
+            where = train.ids[i] if i < len(train.ids) else f"sentence {i}"
+            word = train.sentences[i][list(tags).index(UNSEEN_LABEL)]
+            raise ValueError(
+                f"{where}: the word {word!r} has the label {UNSEEN_LABEL!r}, the name this "
+                "library gives labels never seen in training (dev/test labels would be scored "
+                "as this class). Rename that label in the task's label file (e.g. to 'UNSEEN')."
+            )
     return label_vocabulary(y for tags in train.labels for y in tags)
 
 

@@ -31,9 +31,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_text, check_choice, share
+from .._utils import atomic_write_text, share
+from ..constraints import check_choice
 from ..data.base import Task
 from .extract import Activations
+from .file_checks import (
+    _check_counts,
+    _check_text,
+    _count_error,
+    _hdf5_texts,
+    _json_lines,
+    _missing_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,45 +77,6 @@ def _expected_counts(task: Task, split: str, caller: str) -> np.ndarray:
     if task.level == "token":
         return np.fromiter((len(s) for s in sp.sentences), dtype=np.int64, count=len(sp))
     return np.ones(len(sp), dtype=np.int64)
-
-
-def _count_error(path, i: int, found: int, task: Task, split: str, expected: int) -> ValueError:
-    what = "words" if task.level == "token" else "vector (a sentence task)"
-    text = " ".join(task.split(split).sentences[i])
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return ValueError(
-        f"{path}: sentence {i} (line {i + 1} of the corpus) holds {found} vectors, but sentence "
-        f"{i} of the {split!r} split of task {task.name!r} has {expected} {what} ({text!r}). "
-        "NeuroX writes one vector per word with its default detokenisation: this file holds "
-        "sub-word tokens, a sentence cut at the model's length limit, or other sentences."
-    )
-
-
-def _missing_error(path, i: int, where: str, task: Task, split: str, n: int) -> ValueError:
-    return ValueError(
-        f"{path}: sentence {i} is missing ({where}). The {split!r} split of task {task.name!r} "
-        f"has {n} sentences, so the file must hold sentences 0 to {n - 1} in corpus order."
-    )
-
-
-def _check_counts(path, found: np.ndarray, expected: np.ndarray, task: Task, split: str) -> None:
-    """Compare the vectors per sentence of a file with the task's; extra sentences are allowed."""
-    n = len(expected)
-    if len(found) < n:
-        raise _missing_error(path, len(found), "the file ends before it", task, split, n)
-    bad = np.flatnonzero(found[:n] != expected)
-    if bad.size:
-        i = int(bad[0])
-        raise _count_error(path, i, int(found[i]), task, split, int(expected[i]))
-    if len(found) > n:
-        logger.info(
-            "%s holds %d sentences; the first %d are the %s split of %s",
-            path,
-            len(found),
-            n,
-            split,
-            task.name,
-        )
 
 
 def _activations(arr, task: Task, split: str, counts: np.ndarray, model: str, meta: dict):
@@ -183,6 +153,57 @@ def _stream(path, shape, out_dir, fill) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # NeuroX HDF5
 # --------------------------------------------------------------------------------------------
+
+
+def _read_hdf5_blocks(f, path, task: Task, split: str, expected: np.ndarray, out_dir):
+    import h5py
+
+    if "sentence_to_index" not in f:
+        raise ValueError(
+            f"{path} has no 'sentence_to_index' dataset: expected a NeuroX HDF5 file "
+            "(one dataset per sentence named by its index, plus 'sentence_to_index')."
+        )
+    texts = _hdf5_texts(f, path)
+    n_file = sum(1 for k in f.keys() if k.isdigit())
+    shapes = []
+    for i in range(len(expected)):
+        if str(i) not in f:
+            raise _missing_error(path, i, f"no dataset {str(i)!r}", task, split, len(expected))
+        node = f[str(i)]
+        if not isinstance(node, h5py.Dataset):
+            raise ValueError(
+                f"{path}: sentence {i} is a {type(node).__name__}, not a dataset; expected an "
+                "array (n_layers, n_words, n_hidden) per sentence, as NeuroX writes."
+            )
+        if not np.issubdtype(node.dtype, np.number):
+            raise ValueError(
+                f"{path}: sentence {i} holds {node.dtype} values, not numbers; expected float32 "
+                "activations."
+            )
+        shapes.append(node.shape)
+    layouts = {(s[0], s[2]) for s in shapes if len(s) == 3}
+    if any(len(s) != 3 for s in shapes) or len(layouts) != 1:
+        raise ValueError(
+            f"{path}: every sentence must be an array (n_layers, n_words, n_hidden) with the "
+            f"same n_layers and n_hidden. Got shapes {sorted(set(shapes))[:4]} instead."
+        )
+    found = np.array([s[1] for s in shapes], dtype=np.int64)
+    _check_counts(path, found, expected, task, split)
+    sentences = task.split(split).sentences
+    for i in range(len(expected)):
+        if i in texts:
+            _check_text(path, i, texts[i], sentences[i], task, split)
+    (n_layers, n_hidden) = layouts.pop()
+    ends = np.cumsum(expected)
+
+    def fill(out):
+        for i, end in enumerate(ends):
+            out[end - expected[i] : end] = f[str(i)][()].transpose(1, 0, 2)
+
+    shape = (int(ends[-1]), int(n_layers), int(n_hidden))
+    return _stream(path, shape, out_dir, fill), n_file
+
+
 def read_neurox_hdf5(
     path: str | os.PathLike, task: Task, split: str, *, model: str | None = None, out_dir=None
 ) -> Activations:
@@ -218,35 +239,15 @@ def read_neurox_hdf5(
         handle = h5py.File(path, "r")
     except OSError as e:
         raise ValueError(f"{path} is not an HDF5 file ({e}); expected NeuroX's layout.") from e
-    with handle as f:
-        if "sentence_to_index" not in f:
-            raise ValueError(
-                f"{path} has no 'sentence_to_index' dataset: expected a NeuroX HDF5 file "
-                "(one dataset per sentence named by its index, plus 'sentence_to_index')."
-            )
-        n_file = sum(1 for k in f.keys() if k.isdigit())
-        shapes = []
-        for i in range(len(expected)):
-            if str(i) not in f:
-                raise _missing_error(path, i, f"no dataset {str(i)!r}", task, split, len(expected))
-            shapes.append(f[str(i)].shape)
-        layouts = {(s[0], s[2]) for s in shapes if len(s) == 3}
-        if any(len(s) != 3 for s in shapes) or len(layouts) != 1:
-            raise ValueError(
-                f"{path}: every sentence must be an array (n_layers, n_words, n_hidden) with the "
-                f"same n_layers and n_hidden. Got shapes {sorted(set(shapes))[:4]} instead."
-            )
-        found = np.array([s[1] for s in shapes], dtype=np.int64)
-        _check_counts(path, found, expected, task, split)
-        (n_layers, n_hidden) = layouts.pop()
-        ends = np.cumsum(expected)
-
-        def fill(out):
-            for i, end in enumerate(ends):
-                out[end - expected[i] : end] = f[str(i)][()].transpose(1, 0, 2)
-
-        shape = (int(ends[-1]), int(n_layers), int(n_hidden))
-        arr = _stream(path, shape, out_dir, fill)
+    try:
+        with handle as f:
+            arr, n_file = _read_hdf5_blocks(f, path, task, split, expected, out_dir)
+    except (RuntimeError, KeyError, OSError, TypeError) as e:
+        # h5py raises these for damaged headers, object ids or truncated data blocks
+        raise ValueError(
+            f"{path} is damaged ({type(e).__name__}: {e}); re-export it with NeuroX or "
+            "write_neurox_hdf5."
+        ) from e
     meta = {"format": "neurox-hdf5", "source": str(path), "n_sentences_in_file": n_file}
     if out_dir is not None:
         meta["path"] = str(out_dir)
@@ -324,6 +325,15 @@ def write_neurox_hdf5(acts: Activations, path: str | os.PathLike, *, sentences=N
 # NeuroX JSON (one object per line)
 # --------------------------------------------------------------------------------------------
 def _json_sentence(features, path, lineno: int) -> np.ndarray:
+    for k, tok in enumerate(features):
+        layers = tok.get("layers") if isinstance(tok, dict) else None
+        for layer in layers if isinstance(layers, list) else ():
+            values = layer.get("values") if isinstance(layer, dict) else None
+            if not isinstance(values, list):
+                raise ValueError(
+                    f"{path}, line {lineno}: token {k} has 'values' {values!r}; expected a list "
+                    "of numbers per layer (features[*].layers[*].values)."
+                )
     try:
         arr = np.array(
             [[layer["values"] for layer in tok["layers"]] for tok in features], dtype=np.float32
@@ -338,15 +348,16 @@ def _json_sentence(features, path, lineno: int) -> np.ndarray:
             f"{path}, line {lineno}: expected every token to have layers of values. Got an array "
             f"of shape {arr.shape} instead."
         )
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        k, layer, unit = (int(x) for x in bad[0])
+        value = features[k]["layers"][layer]["values"]
+        value = value[unit] if isinstance(value, list) else value
+        raise ValueError(
+            f"{path}, line {lineno}: token {k}, layer {layer}, value {unit} is {value!r}; "
+            "expected finite numbers (a null or NaN is not an activation)."
+        )
     return arr
-
-
-def _json_lines(path: Path):
-    """``(line number, text)`` of every non-blank line."""
-    with open(path, encoding="utf-8") as fp:
-        for lineno, line in enumerate(fp, start=1):
-            if line.strip():
-                yield lineno, line
 
 
 def _json_record(line: str, path: Path, lineno: int) -> list:
@@ -398,6 +409,7 @@ def read_neurox_json(
     n_layers, n_hidden = _first_json_layout(path)
     ends = np.cumsum(expected)
     n_seen = [0]
+    sentences = task.split(split).sentences
 
     def fill(out):
         for lineno, line in _json_lines(path):
@@ -412,6 +424,12 @@ def read_neurox_json(
                 raise _missing_error(path, i, where, task, split, len(expected))
             if len(feats) != expected[i]:
                 raise _count_error(path, i, len(feats), task, split, int(expected[i]))
+            tokens = [t.get("token") if isinstance(t, dict) else None for t in feats]
+            # a sentence task's one vector may be labelled by a special token ("[CLS]"):
+            # only a token holding the text itself is compared
+            whole = task.level == "token" or len(str(tokens[0]).split()) > 1
+            if whole and all(isinstance(t, str) for t in tokens):
+                _check_text(path, i, tokens, sentences[i], task, split)
             vecs = _json_sentence(feats, path, lineno)
             if vecs.shape[1:] != (n_layers, n_hidden):
                 raise ValueError(
@@ -629,10 +647,11 @@ def read_safetensors(
     stored = meta_in.get("text_fingerprint")
     if stored and len(found) == len(expected):
         if stored != task.split(split).text_fingerprint():
-            warnings.warn(
+            raise ValueError(
                 f"{path} was written for other sentences than the {split!r} split of task "
-                f"{task.name!r} (same word counts, different text).",
-                stacklevel=2,
+                f"{task.name!r} (same word counts, different text: its text_fingerprint is "
+                f"{stored[:12]}..., the split's {task.split(split).text_fingerprint()[:12]}...). "
+                "Pass the task it was extracted for, or extract this split again."
             )
     meta = {"format": "safetensors", "source": str(path), "n_sentences_in_file": len(found)}
     meta["file_metadata"] = dict(meta_in)

@@ -287,7 +287,7 @@ def _run_batches(store, model, tokenizer, plan, order, done, options, device, de
 
     from .models import load_model
 
-    net, _ = load_model(model, device=device)
+    net, _ = load_model(model, device=device, progress=progress)
     token_level = options["token_level"]
     sizes = [sum(len(plan.selections[j][1]) for j in b) if token_level else len(b) for b in order]
     todo = [i for i in range(len(order)) if i not in done]

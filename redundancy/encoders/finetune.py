@@ -269,6 +269,8 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from .models import quiet_loading
+
     tokenizer, enc, y, n_labels = _training_data(path, task, options)
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     regression = task.kind == "regression"
@@ -278,11 +280,12 @@ def _train(path: str, task: Task, options: dict, device: str, progress: bool) ->
     t0, losses = time.perf_counter(), []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["random_state"])
-        net = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=n_labels,
-            problem_type="regression" if regression else "single_label_classification",
-        ).to(device)
+        with quiet_loading(progress):
+            net = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=n_labels,
+                problem_type="regression" if regression else "single_label_classification",
+            ).to(device)
         net.train()
         optimizer, scheduler = _optimiser(net, options, total)
         generator = torch.Generator().manual_seed(options["random_state"])

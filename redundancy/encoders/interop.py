@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_text, check_choice, entry_lock, file_digest, stable_hash
+from .._utils import atomic_write_text, entry_lock, file_digest, stable_hash
 from .._utils import cache_dir as _cache_dir
+from ..constraints import Integer, check_choice
 from ..data.base import Task
 from .activation_files import (
     FORMATS,
@@ -227,9 +228,10 @@ def _bad(manifest: Path, key: str, wanted: str, value) -> ValueError:
 
 def _positive_int(manifest: Path, raw: dict, key: str) -> int:
     value = raw.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _bad(manifest, key, "a positive int", value)
-    return value
+    try:
+        return Integer(1).validate(value, key, str(manifest))
+    except ValueError:
+        raise _bad(manifest, key, "a positive int", value) from None
 
 
 def _entry(manifest: Path, task: str, split: str, value) -> tuple[Path, str]:
@@ -257,12 +259,9 @@ def _entry(manifest: Path, task: str, split: str, value) -> tuple[Path, str]:
 
 
 def _read_manifest(manifest: Path) -> dict:
-    import yaml
+    from ..constraints import load_yaml
 
-    try:
-        raw = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{manifest} is not valid YAML: {e}") from e
+    raw = load_yaml(manifest, what="an activation-set manifest")
     if not isinstance(raw, dict):
         raise ValueError(f"{manifest}: expected a mapping with the keys {', '.join(_SET_KEYS)}.")
     unknown = sorted(set(raw) - set(_SET_KEYS))
@@ -353,6 +352,35 @@ def is_activation_set(path) -> bool:
         return False
 
 
+def _earlier_entries(folder: Path, layouts: set) -> tuple[dict, dict]:
+    """The entries of an activation set already in ``folder`` (an export adds to them: a
+    second task exported into the same folder keeps the first one's files in the manifest).
+
+    Refuses a folder whose set has another layer layout than the activations being added.
+    """
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return {}, {}
+    raw = _read_manifest(manifest)
+    layout = (raw.get("n_layers"), raw.get("n_hidden"))
+    if layouts != {layout}:
+        raise ValueError(
+            f"{manifest} already describes activations of {layout[0]} layers x {layout[1]} "
+            f"values; the activations exported now have {sorted(layouts)[0]}. Export them into "
+            "another folder (an activation set holds one encoder's activations)."
+        )
+    entries: dict = {}
+    for task, splits in (raw.get("activations") or {}).items():
+        if isinstance(splits, dict):
+            for split, value in splits.items():
+                try:
+                    _entry(manifest, task, split, value)
+                except (FileNotFoundError, ValueError):
+                    continue  # a file removed since, or an entry this export replaces
+                entries.setdefault(str(task), {})[split] = value
+    return entries, raw
+
+
 _EXTENSIONS = {"neurox-hdf5": ".hdf5", "neurox-json": ".json", "safetensors": ".safetensors"}
 
 
@@ -404,7 +432,7 @@ def export_activation_set(
         )
     by_name = {t.name: t for t in (tasks or ())}
     folder = Path(folder)
-    entries: dict = {}
+    entries, earlier = _earlier_entries(folder, layouts)
     for (task_name, split), acts in activations.items():
         check_choice(split, SPLITS, name="split", caller="export_activation_set")
         if (task_name, split) != (acts.task, acts.split):
@@ -420,12 +448,16 @@ def export_activation_set(
     n_layers, n_hidden = layouts.pop()
     doc = {
         "version": SET_VERSION,
-        "name": name or (models.pop() if len(models) == 1 else folder.resolve().name),
-        "model": model,
+        "name": name
+        or earlier.get("name")
+        or (models.pop() if len(models) == 1 else folder.resolve().name),
+        "model": model or earlier.get("model", ""),
         "n_layers": int(n_layers),
         "n_hidden": int(n_hidden),
         "embedding_layer": bool(embedding_layer),
         "activations": entries,
     }
+    if earlier.get("description"):
+        doc["description"] = earlier["description"]
     atomic_write_text(folder / MANIFEST, yaml.safe_dump(doc, sort_keys=False))
     return open_activation_set(folder)

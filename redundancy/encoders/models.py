@@ -12,6 +12,7 @@ Three kinds of ``name`` are understood everywhere a model is asked for:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -241,7 +242,7 @@ def _assemble_mpnet(target: Path) -> Path:
     return target
 
 
-def load_model(name: str, device: str | None = None, dtype=None):
+def load_model(name: str, device: str | None = None, dtype=None, *, progress: bool = True):
     """Load an encoder and its tokenizer through the ``transformers`` Auto classes.
 
     Parameters
@@ -252,6 +253,8 @@ def load_model(name: str, device: str | None = None, dtype=None):
         ``"cuda"``, ``"cpu"``...; ``None`` picks the GPU when there is one.
     dtype : torch.dtype or str, optional
         Weight dtype (``torch.float16``...); ``None`` keeps float32.
+    progress : bool, default=True
+        False hides transformers' weight-loading bars too.
 
     Returns
     -------
@@ -265,10 +268,31 @@ def load_model(name: str, device: str | None = None, dtype=None):
     kwargs = {}
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    model = AutoModel.from_pretrained(path, **kwargs)
+    with quiet_loading(progress):
+        model = AutoModel.from_pretrained(path, **kwargs)
     model.eval()
     model.to(resolve_device(device))
     return model, load_tokenizer(name)
+
+
+@contextlib.contextmanager
+def quiet_loading(progress: bool = False):
+    """Loading weights without transformers' "Loading weights" bars and load reports, unless
+    ``progress`` asks for bars (the caller's own ``progress`` option decides, not transformers)."""
+    from transformers.utils import logging as hf_logging
+
+    from .._utils import progress_disabled
+
+    if not progress_disabled(progress):
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(name: str):

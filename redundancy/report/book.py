@@ -179,18 +179,110 @@ _KERNEL_ENV = {
     "PYTHONWARNINGS": "ignore:IProgress not found",
 }
 
-# Share of a whole book's time each chapter took in a reference run of params/default.yaml;
-# the runner's estimate uses them until this parameter set has timings of its own.
-_DEFAULT_WEIGHTS = {
-    "01": 0.2,
-    "02": 0.04,
-    "03": 0.2,
-    "04": 0.15,
-    "05": 0.22,
-    "06": 0.12,
-    "07": 0.06,
-    "08": 0.01,
+# Seconds each chapter took in the reference run of params/default.yaml (benchmarks/README.md,
+# `book-default`, a 2-core CPU). With the units of work of that run they give a cost per unit
+# for each chapter, so a parameter set run for the first time is estimated from its own size.
+_REFERENCE_SECONDS = {
+    "01": 354.7,
+    "02": 39.8,
+    "03": 185.2,
+    "04": 5.5,
+    "05": 136.8,
+    "06": 135.1,
+    "07": 45.0,
+    "08": 2.4,
 }
+_CHAPTER_OVERHEAD = 8.0
+"""Seconds a chapter costs whatever its size (kernel start, imports, tables and figures)."""
+_WIDTH = {"minilm": (7, 384), "mpnet": (13, 768)}
+_WORDS_PER_SENTENCE = 25  # Brown sentences average about 21 words, plus special tokens
+
+
+def _instances(cfg, task: str, split: str) -> tuple[int, int]:
+    """(instances, words) of a split as the parameters cap it (a rough size for uncapped ones)."""
+    from ..data.tasks import task_level
+
+    options = cfg.task_options.get(task, {})
+    if task_level(task) == "token":
+        n = options.get(f"{split}_tokens") or (1_000_000 if split == "train" else 100_000)
+        return int(n), int(n)
+    n = options.get(f"{split}_sentences") or (40_000 if split == "train" else 5_000)
+    pairs = 2 if task in ("brown-next",) or task.startswith(("glue-mrpc", "glue-rte")) else 1
+    return int(n), int(n) * _WORDS_PER_SENTENCE * pairs
+
+
+def chapter_units(cfg) -> dict[str, float]:
+    """Units of work of each chapter of a parameter set: words through the encoders (setup),
+    instance x feature x epoch products of the probes, instance x feature^2 of correlations.
+
+    Only ratios between two parameter sets matter: a chapter's seconds are its units times a
+    cost per unit measured on an earlier run (this machine's, or the reference run's).
+    """
+    width = encoder = 0.0
+    for model in cfg.models:
+        n_layers, n_hidden = _WIDTH.get(str(model), (13, 768))
+        width += n_layers * n_hidden
+        encoder += n_layers * n_hidden**1.5
+    words = train = 0.0
+    for task in cfg.tasks:
+        for split in ("train", "dev", "test"):
+            n, w = _instances(cfg, task, split)
+            words += w
+            train += n if split == "train" else 0
+    finetune = 0.0
+    if cfg.finetune:
+        for task in cfg.sentence_tasks:
+            n, w = _instances(cfg, task, "train")
+            cap = cfg.finetune_max_train_sentences
+            kept = min(n, cap) if cap else n
+            finetune += 3 * kept * (w / max(n, 1)) * cfg.finetune_epochs  # forward + backward
+    # exponents fitted to the two reference books (minilm and mpnet, benchmarks/README.md): a
+    # forward pass grows with layers x hidden^1.5 here, correlations with width^1.25, and the
+    # joint probes, bound by their per-step overheads, with about the root of the width
+    probe = train * width**0.5 * cfg.probe_epochs * cfg.n_seeds * (2 if cfg.control_tasks else 1)
+    correlation = train * width**1.25
+    timing = cfg.timing_instances * cfg.timing_repeats * _WORDS_PER_SENTENCE * encoder / 1e4 + (
+        cfg.timing_probe_instances * sum(cfg.timing_features) * 10 * cfg.timing_repeats
+    )
+    return {
+        "01": (words + finetune) * encoder,
+        "02": correlation,
+        "03": correlation + probe * len(cfg.thresholds),
+        "04": probe,
+        "05": probe * 4,
+        "06": probe * 3 * len(cfg.delta_pairs),
+        "07": timing,
+        "08": 1.0,
+    }
+
+
+def _reference_costs() -> dict[str, float]:
+    from .config import Config, resolve_params
+
+    try:
+        units = chapter_units(Config.from_yaml(resolve_params("params/default.yaml")))
+    except (OSError, ValueError):  # an installed copy without params/: the defaults
+        units = chapter_units(Config())
+    return {
+        k: max(seconds - _CHAPTER_OVERHEAD, 0.0) / max(units[k], 1e-9)
+        for k, seconds in _REFERENCE_SECONDS.items()
+    }
+
+
+def _measured_costs(build_root: Path) -> dict[str, float]:
+    """Cost per unit of each chapter from every parameter set executed on this machine (their
+    ``timings.json`` keep each executed chapter's seconds and units): the median."""
+    costs: dict[str, list[float]] = {}
+    for path in build_root.glob("*/timings.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for stem, t in record.items() if isinstance(record, dict) else ():
+            if isinstance(t, dict) and t.get("status") == "executed" and t.get("units"):
+                seconds = max(float(t["seconds"]) - _CHAPTER_OVERHEAD, 0.0)
+                costs.setdefault(stem[:2], []).append(seconds / float(t["units"]))
+    return {k: sorted(v)[len(v) // 2] for k, v in costs.items()}
 
 
 @contextlib.contextmanager
@@ -222,14 +314,24 @@ def _kernel_manager_class():
 class _Monitor(threading.Thread):
     """Shows, on the runner's bar, the step a kernel announced and its own progress bar."""
 
-    def __init__(self, path: Path, bar, chapter: str):
+    def __init__(self, path: Path, bar, chapter: str, span=(0.0, 0.0)):
         super().__init__(daemon=True)
         self.path, self.bar, self.chapter = path, bar, chapter
         self.step, self.stop = "", threading.Event()
+        self.base, self.expected = span
+        self.t0 = time.perf_counter()
+
+    def advance(self) -> None:
+        """Move the bar with the time the chapter has run, up to 95% of its expected seconds
+        (the rest when it ends), so a long chapter, or one run alone with --only, shows
+        progress and time left before it finishes."""
+        elapsed = time.perf_counter() - self.t0
+        _move_bar(self.bar, self.base + min(elapsed, 0.95 * self.expected))
 
     def run(self) -> None:
         offset = self.path.stat().st_size if self.path.is_file() else 0
         while not self.stop.wait(0.5):
+            self.advance()
             if not self.path.is_file():
                 continue
             with open(self.path, encoding="utf-8", errors="replace") as f:
@@ -249,15 +351,27 @@ class _Monitor(threading.Thread):
         self.bar.set_postfix_str(status[:150], refresh=True)
 
 
-def _weights(notebooks, out_dir: Path) -> dict[str, float]:
-    """Expected seconds (or shares) per chapter: this parameter set's last timings, else the
-    default shares."""
+def _weights(notebooks, out_dir: Path, units: dict | None = None) -> dict[str, float]:
+    """Expected seconds per chapter: this parameter set's last timing of it; else its units of
+    work (:func:`chapter_units`) times the cost per unit measured on this machine (any
+    parameter set run before), else the reference run's cost per unit."""
     tpath = out_dir / "timings.json"
-    previous = json.loads(tpath.read_text()) if tpath.is_file() else {}
+    try:
+        previous = json.loads(tpath.read_text()) if tpath.is_file() else {}
+    except (OSError, ValueError):
+        previous = {}
     known = {k: v["seconds"] for k, v in previous.items() if v.get("status") == "executed"}
-    if all(nb.stem in known for nb in notebooks):
-        return {nb.stem: max(known[nb.stem], 1.0) for nb in notebooks}
-    return {nb.stem: _DEFAULT_WEIGHTS.get(nb.stem[:2], 0.1) * 600 for nb in notebooks}
+    costs = {**_reference_costs(), **_measured_costs(out_dir.parent)} if units else {}
+    out = {}
+    for nb in notebooks:
+        key = nb.stem[:2]
+        if nb.stem in known:
+            out[nb.stem] = max(float(known[nb.stem]), 1.0)
+        elif units and key in units and key in costs:
+            out[nb.stem] = _CHAPTER_OVERHEAD + costs[key] * units[key]
+        else:
+            out[nb.stem] = 60.0
+    return out
 
 
 def _book_bar(weights: dict, progress: bool):
@@ -274,13 +388,24 @@ def _book_bar(weights: dict, progress: bool):
     )
 
 
+def _units(parameters: dict) -> dict[str, float]:
+    from .config import Config
+
+    try:
+        return chapter_units(Config.from_dict(parameters))
+    except (ValueError, TypeError, KeyError):  # parameters not of a Config: no estimate
+        return {}
+
+
 def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
     from tqdm.auto import tqdm
 
     results_dir = Path(parameters["results_dir"])
     timings: dict[str, dict] = {}
-    weights = _weights(notebooks, out_dir)
+    units = _units(parameters)
+    weights = _weights(notebooks, out_dir, units)
     bar = _book_bar(weights, progress)
+    done = 0.0
     for nb in notebooks:
         target = out_dir / nb.name
         stamp = out_dir / f"{nb.stem}.hash"
@@ -294,16 +419,20 @@ def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
         ):
             timings[nb.stem] = {"status": "cached", "seconds": 0.0}
             tqdm.write(f"  {nb.stem:28s} unchanged, kept {target}")
-            bar.update(weights[nb.stem])
+            done += weights[nb.stem]
+            _move_bar(bar, done)
             continue
         stamp.unlink(missing_ok=True)
         start = time.perf_counter()
-        _run_one(nb, target, parameters, kernel, out_dir, bar, progress)
+        _run_one(nb, target, parameters, kernel, out_dir, bar, progress, (done, weights[nb.stem]))
         seconds = time.perf_counter() - start
         atomic_write_text(stamp, digest + "\n")
         timings[nb.stem] = {"status": "executed", "seconds": round(seconds, 1)}
+        if nb.stem[:2] in units:
+            timings[nb.stem]["units"] = units[nb.stem[:2]]
         tqdm.write(f"  {nb.stem:28s} executed in {seconds:7.1f} s")
-        bar.update(weights[nb.stem])
+        done += weights[nb.stem]
+        _move_bar(bar, done)
     bar.close()
     previous = {}
     tpath = out_dir / "timings.json"
@@ -316,10 +445,17 @@ def _execute(notebooks, parameters, out_dir, kernel, *, force, progress):
     return timings
 
 
-def _run_one(nb, target, parameters, kernel, out_dir, bar, progress) -> None:
+def _move_bar(bar, n: float) -> None:
+    """Set the runner's bar to ``n`` seconds of work (never past its total, never back)."""
+    n = min(n, bar.total or n)
+    if n > bar.n:
+        bar.update(n - bar.n)
+
+
+def _run_one(nb, target, parameters, kernel, out_dir, bar, progress, span=(0.0, 0.0)) -> None:
     import papermill as pm
 
-    monitor = _Monitor(out_dir / "progress.log", bar, nb.stem)
+    monitor = _Monitor(out_dir / "progress.log", bar, nb.stem, span)
     if progress:
         monitor.start()
     try:
@@ -538,9 +674,9 @@ def build_book(
     NotebookExecutionError
         When a notebook fails: names the notebook, the cell and the error.
     """
-    from .config import Config
+    from .config import Config, resolve_params
 
-    params_path = Path(params_path)
+    params_path = resolve_params(params_path)
     cfg = Config.from_yaml(params_path)
     cfg.check_inputs()
     out_dir = Path(build_dir or BUILD_DIR).resolve() / params_path.stem

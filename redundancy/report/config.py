@@ -16,21 +16,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._utils import cache_dir, stable_hash
+from .._utils import cache_dir, checkout_root, stable_hash
 from ..constraints import (
     PARAMS,
     Boolean,
     Constraint,
-    Integer,
     ListOf,
     Options,
     Text,
     _Bad,
+    check_seeds,
+    cuda_problem,
+    load_yaml,
     parse_list,
 )
 from .paper import PAPER
 
-__all__ = ["Config", "CONSTRAINTS"]
+__all__ = ["Config", "CONSTRAINTS", "resolve_params"]
 
 # Parameter -> the constraint that checks it (the library's own, where a library function
 # takes the value). Order = the order of the fields and of every params/*.yaml file.
@@ -67,7 +69,7 @@ CONSTRAINTS: dict[str, Constraint] = {
     "device": Options(("cpu", "cuda"), optional=True),
     "timing_instances": PARAMS["instances"],
     "timing_repeats": PARAMS["repeats"],
-    "timing_features": ListOf(Integer(1), min_len=1),
+    "timing_features": ListOf(PARAMS["n_features"], min_len=1),
     "timing_probe_instances": PARAMS["instances"],
     "results_dir": Text(optional=True),
     "recompute": Boolean(),
@@ -186,6 +188,7 @@ class Config:
             if constraint is not None:
                 setattr(self, name, constraint.validate(getattr(self, name), name, "Config"))
         self.thresholds = tuple(sorted(self.thresholds))
+        check_seeds(self.random_state, self.n_seeds, "Config")
         self._check_tasks()
         self.task_options = self._per_task("task_options", self.task_options, dict)
         self.data_dir = self._per_task("data_dir", self.data_dir, str)
@@ -221,6 +224,8 @@ class Config:
 
     def _per_task(self, name: str, value, kind) -> dict:
         """A mapping whose keys must be tasks of this run (a typo would be silently ignored)."""
+        from ..data.tasks import TASKS
+
         if value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -245,6 +250,12 @@ class Config:
             if kind is str and not (isinstance(item, (str, os.PathLike)) and str(item).strip()):
                 raise ValueError(
                     f"The 'data_dir' of task {task!r} in Config must be a folder. Got {item!r}."
+                )
+            if kind is str and not TASKS[task].needs_data:
+                raise ValueError(
+                    f"The 'data_dir' parameter of Config has an entry for {task!r}, which reads "
+                    "the Brown corpus from the cache (python -m redundancy fetch-data) and takes "
+                    f"no folder: remove '{task}' from data_dir."
                 )
             out[task] = dict(item) if kind is dict else str(item)
         return out
@@ -290,24 +301,8 @@ class Config:
         YAML syntax errors name the file, line and column; an empty file is refused (it
         would otherwise silently run the paper-scale defaults).
         """
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Parameter file {str(path)!r} does not exist; see the params/ folder."
-            )
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise ValueError(
-                f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8."
-            ) from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ValueError(f"{path}{where}: invalid YAML ({problem}).") from None
+        path = resolve_params(path)
+        data = load_yaml(path, what="a parameter file")
         if data is None:
             raise ValueError(
                 f"{path} is empty: a parameter file must set at least 'models' and the tasks "
@@ -340,6 +335,9 @@ class Config:
                 f"{exc} (Re-running this cell after later cells in JupyterLab also triggers this: "
                 "restart the kernel and run the notebook from the top.)"
             ) from None
+        problem = cuda_problem(cfg.device)  # papermill -p device cuda on a machine without it
+        if problem:
+            raise ValueError(f"The 'device' parameter of the notebook: {problem}")
         if cfg.recompute:
             from .cache import recompute_from_now
 
@@ -410,13 +408,17 @@ class Config:
         }
 
     def missing_inputs(self) -> list[str]:
-        """One line per model or data folder this configuration needs but cannot find.
+        """One line per model or data folder this configuration needs but cannot find, and
+        for a ``device`` this machine does not have.
 
         Lines say how to obtain the missing item. An empty list means every input is there.
         """
         from ..data.tasks import TASKS
 
         missing = [p for p in (self._model_problem(m) for m in self.models) if p]
+        device = cuda_problem(self.device)  # this machine: checked before any work, not in Config
+        if device:
+            missing.insert(0, device)
         for task in self.tasks:
             if not TASKS[task].needs_data:
                 continue
@@ -467,6 +469,28 @@ class Config:
                 f"{len(missing)} input(s) of this configuration are missing:\n  - {lines}\n"
                 "Fix the paths in the parameter file (or pass them with papermill -p / -y) and rerun."
             )
+
+
+def resolve_params(path: str | os.PathLike) -> Path:
+    """The parameter file ``path`` names: as given (relative to the current folder), else
+    relative to the checkout the library runs from, so ``params/tiny.yaml`` works from any
+    folder. The error names every place looked in and the files the params folder holds."""
+    given = Path(path).expanduser()
+    places = [given]
+    root = checkout_root()
+    if not given.is_absolute() and root is not None:
+        places.append(root / given)
+    for place in places:
+        if place.is_file():
+            return place
+    shown = dict.fromkeys(str(p.absolute()) for p in places)  # once each, in order
+    looked = " and ".join(repr(p) for p in shown)
+    folder = (root / "params") if root is not None else None
+    known = sorted(p.name for p in folder.glob("*.yaml")) if folder and folder.is_dir() else []
+    hint = f"; {folder} holds {', '.join(known)}" if known else ""
+    raise FileNotFoundError(
+        f"Parameter file {str(path)!r} does not exist: looked at {looked}{hint}."
+    )
 
 
 def as_list(value) -> list:

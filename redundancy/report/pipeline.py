@@ -440,8 +440,14 @@ def _failed_row(job: Job, status: str, exc: BaseException | None) -> dict:
 # running the plan
 # --------------------------------------------------------------------------------------------
 def _reporter(n: int, progress: bool) -> Callable[[dict], None]:
-    """One line per finished job on stderr (``progress``), and in the log."""
+    """One line per finished job on stderr (``progress``), and in the log; under the lines an
+    overall bar of the jobs with the time elapsed and left (closed with the last job)."""
     done = [0]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc="run", unit="job", file=sys.stderr, dynamic_ncols=True)
 
     def report(row: dict) -> None:
         done[0] += 1
@@ -451,9 +457,11 @@ def _reporter(n: int, progress: bool) -> Callable[[dict], None]:
             f"[{done[0]:>{len(str(n))}}/{n}] {row['status']:<7} {seconds:>9} {computed:<11} "
             f"{row['job']}  {row['result']}  {row['worker']}"
         ).rstrip()
-        if progress:
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+            bar.update(1)
+            if done[0] >= n:
+                bar.close()
         else:
             logger.info(line)
 
