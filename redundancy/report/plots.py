@@ -40,13 +40,15 @@ LEVEL_COLORS = {
 BOOK_DPI = 110
 """Dots per inch of the book's figures (``figure.dpi``; the notebook backend saves PNGs at it)."""
 
-CONTENT_WIDTH_PX = 750
-"""Width of the book's text column in CSS pixels, measured in Chromium on a 1,400 px wide
-window (sphinx-book-theme of jupyter-book 1.x, sidebars shown). Figures are at most this
-wide, so they are never shrunk there."""
+CONTENT_WIDTH_PX = 768
+"""Widest image the book shows unshrunk, in CSS pixels: measured in Chromium on a 1,400 px
+wide window (sphinx-book-theme of jupyter-book 1.x, both sidebars shown; the text column is
+784 px, an output image at most 768). At 1,280 px it is 672, and figures shrink by an eighth,
+which the font sizes below leave room for."""
 
 MIN_TEXT_PT = 9.0
-"""Smallest text a figure may show, in typographic points as displayed (1 pt = 4/3 CSS px)."""
+"""Smallest text a figure may show, in points as displayed at :data:`CONTENT_WIDTH_PX`
+(1 pt = 4/3 CSS px). The style's smallest font is 10 pt at 110 dpi, 11.5 pt as displayed."""
 
 CONTENT_WIDTH_IN = CONTENT_WIDTH_PX / BOOK_DPI - 2 * 0.1
 """Widest figure, in inches, that shows unshrunk in the text column: the column less the
@@ -461,7 +463,7 @@ def plot_ranking_curves(result: dict, ax=None, *, delta: float, title=None, lege
         ax.axvline(100 * rec["fraction"], color=color, linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlim(low / 1.3, 130)
-    ax.xaxis.set_major_formatter(_percent_formatter())
+    _plain_log_ticks(ax.xaxis)
     ax.set(xlabel="top-ranked neurons kept (% of all)", ylabel="dev score (%)")
     # empty lines that only name the line styles in the legend
     ax.plot([], [], color="grey", linestyle=":", linewidth=1, label="oracle − δ")
@@ -472,11 +474,17 @@ def plot_ranking_curves(result: dict, ax=None, *, delta: float, title=None, lege
     return ax
 
 
-def _percent_formatter():
-    """Log-axis ticks written as plain percents (0.1, 1, 10, 100)."""
-    from matplotlib.ticker import FuncFormatter
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers (0.1, 1, 10, 2, 5 ...), not powers of ten; minor
+    ticks are labelled only where matplotlib would label them (short ranges)."""
+    from matplotlib.ticker import LogFormatter
 
-    return FuncFormatter(lambda v, _: f"{v:g}")
+    class Plain(LogFormatter):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
 
 
 def plot_selectivity(selectivity: dict, ax=None, *, title=None, legend=True):
@@ -489,7 +497,7 @@ def plot_selectivity(selectivity: dict, ax=None, *, title=None, legend=True):
     ax.plot(x, 100 * control, marker=".", linestyle="--", color="grey", label="control task")
     ax.plot(x, 100 * (task - control), marker="s", markersize=3, label="selectivity")
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_percent_formatter())
+    _plain_log_ticks(ax.xaxis)
     ax.set(xlabel="top-ranked neurons kept (% of all)", ylabel="dev score (%)")
     _legend(ax, legend)
     if title:
@@ -565,7 +573,7 @@ def plot_transfer(
             label=f"{run}, {branch}",
         )
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_percent_formatter())
+    _plain_log_ticks(ax.xaxis)
     ax.set(xlabel="neurons kept (% of all)", ylabel="test score (% of oracle)")
     _legend(ax, legend)
     if title:
@@ -599,6 +607,7 @@ def plot_forward_timing(summary: pd.DataFrame, ax=None, *, reference=None, title
             label=name,
         )
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
     ax.set(xlabel="forward pass stopped after layer (0 = embeddings)", ylabel="ms per instance")
     _legend(ax, legend)
     if title:
@@ -634,6 +643,8 @@ def plot_probe_timing(
         ax.axhline(value, color="black", linestyle="--", linewidth=1, label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis)
     ax.set(xlabel="features", ylabel="training time (s)")
     _legend(ax, legend)
     if title:
