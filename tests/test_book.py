@@ -81,14 +81,16 @@ def test_notebook_is_thin(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS[:-1], ids=lambda p: p.stem)
 def test_chapter_states_claim_and_rule_from_the_library_and_records_a_verdict(path):
-    """The claim, the rule and the verdict come from redundancy.report.verdicts: no number of
-    the paper is typed in a chapter's text."""
+    """The claim, the rule and the verdict come from the chapter's declaration
+    (redundancy.report.chapters): no number of the paper is typed in a chapter's text, and no
+    chapter computes its verdict's input in a cell."""
     nb = _read(path)
     text = "\n".join(c.source for c in nb.cells)
-    assert f'rule = verdicts.RULES["{path.stem}"]' in text
-    assert "tables.claim(rule)" in text and "tables.rule_text(rule)" in text
-    assert "rule.judge(" in text and "verdicts.record(cfg, verdict)" in text
-    assert "## Verdict" in text and "verdicts.deviations(cfg)" in text
+    assert f'ch = chapters.chapter("{path.stem}")' in text and "rule = ch.rule" in text
+    assert "tables.claim(rule)" in text and "tables.rule_text(ch, cfg)" in text
+    assert "ch.verdict(cfg" in text and "verdicts.record(cfg, verdict)" in text
+    assert "rule.judge(" not in text and "triu_indices_from(s, 3)" not in text
+    assert "## Verdict" in text and "verdicts.deviations(cfg, " in text
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for number in ("85%", "92%", "97%", "9,984", "0.715", "1.246", "48.48"):
         assert number not in prose, f"{path.name} types the paper's {number} in its text"

@@ -240,3 +240,71 @@ def test_correlation_clustering_end_to_end():
     )
     with pytest.raises(ValueError, match="needs activations"):
         correlation_clustering()
+
+
+# ------------------------------------------------------------------ decompose_clusters
+
+
+def planted_kinds(n=400, seed=3):
+    """4 layers x 5 dims: dim 0 carried through layers 0-2, dims 1 and 2 of layer 3 equal,
+    dim 3 of layer 0 with dim 4 of layer 2, and dim 1 at layers 0 and 2 only (a gap)."""
+    rng = np.random.default_rng(seed)
+    n_layers, h = 4, 5
+    X = rng.standard_normal((n, n_layers * h))
+    z = rng.standard_normal((n, 4))
+
+    def put(layer, dim, k):
+        X[:, layer * h + dim] = z[:, k] + 0.05 * rng.standard_normal(n)
+
+    for layer in (0, 1, 2):
+        put(layer, 0, 0)  # carry
+    put(3, 1, 1), put(3, 2, 1)  # within one layer
+    put(0, 3, 2), put(2, 4, 2)  # mixed: two dimensions
+    put(0, 1, 3), put(2, 1, 3)  # mixed: one dimension, non-adjacent layers
+    return X, h
+
+
+def test_decompose_clusters_of_a_planted_clustering():
+    X, h = planted_kinds()
+    labels = cluster_neurons(correlation(X, progress=False), 0.3)
+    out = clu.decompose_clusters(labels, h)
+    assert out == {
+        "n_neurons": 20,
+        "n_clusters": 15,
+        "n_multi": 4,
+        "total_redundant": 5,
+        "carry_clusters": 1,
+        "carry_redundant": 2,
+        "within_layer_clusters": 1,
+        "within_layer_redundant": 1,
+        "mixed_clusters": 2,
+        "mixed_redundant": 2,
+    }
+
+
+def test_decompose_clusters_edge_cases():
+    h = 4
+    # one dimension at layers 0 and 2 (gap) -> mixed; at 1 and 2 -> carry
+    labels = np.arange(12)
+    labels[8 + 3] = labels[0 + 3]
+    labels[4 + 2] = labels[8 + 2]
+    out = clu.decompose_clusters(labels, h)
+    assert (out["mixed_clusters"], out["carry_clusters"], out["within_layer_clusters"]) == (1, 1, 0)
+    # everything in one cluster: mixed, all but one neuron redundant
+    out = clu.decompose_clusters(np.zeros(12, dtype=int), h)
+    assert out["mixed_redundant"] == out["total_redundant"] == 11
+    # all singletons: nothing redundant; a single layer: every cluster is within_layer
+    assert clu.decompose_clusters(np.arange(12), h)["total_redundant"] == 0
+    out = clu.decompose_clusters(np.array([5, 5, 7, 7]), 4)
+    assert (out["within_layer_clusters"], out["within_layer_redundant"]) == (2, 2)
+    with pytest.raises(ValueError, match="n_hidden"):
+        clu.decompose_clusters(np.arange(10), 4)
+
+
+def test_decompose_clusters_parts_add_up_at_scale():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4000, size=13 * 768)
+    out = clu.decompose_clusters(labels, 768)
+    parts = sum(out[f"{k}_redundant"] for k in clu.CLUSTER_KINDS)
+    assert parts == out["total_redundant"] == labels.size - np.unique(labels).size
+    assert sum(out[f"{k}_clusters"] for k in clu.CLUSTER_KINDS) == out["n_multi"]

@@ -126,3 +126,114 @@ def test_control_labels_of_a_task_use_its_training_distribution():
 
 def test_selectivity_is_the_difference():
     np.testing.assert_allclose(selectivity([0.9, 0.8], [0.6, 0.8]), [0.3, 0.0])
+
+
+# ---------------------------------------------------- within delta, paired bootstrap
+
+from redundancy.analysis.metrics import (  # noqa: E402
+    decide_within,
+    paired_bootstrap,
+    score_noise,
+    within_delta,
+)
+
+
+def test_within_delta_is_one_comparison_with_equality_inside():
+    assert within_delta(0.99, 1.0, 0.01) is True  # equality passes
+    assert within_delta(0.9899, 1.0, 0.01) is False
+    assert within_delta(0.5, 0.5, 0.0) is True
+    np.testing.assert_array_equal(
+        within_delta(np.array([0.8, 0.9, 0.95]), 1.0, 0.1), [False, True, True]
+    )
+    with pytest.raises(ValueError, match="fraction"):
+        within_delta(0.9, 1.0, 1)  # a percent by mistake
+
+
+def _naive_paired(y, P, R, groups, n_boot, seed):
+    rng = np.random.default_rng(seed)
+    uniq = np.unique(groups)
+    counts = rng.multinomial(uniq.size, np.full(uniq.size, 1 / uniq.size), size=n_boot)
+    out = np.empty((n_boot, P.shape[0]))
+    for b, c in enumerate(counts):
+        idx = np.concatenate(
+            [np.flatnonzero(groups == g) for g, k in zip(uniq, c) for _ in range(k)]
+        )
+        for s in range(P.shape[0]):
+            out[b, s] = np.mean(P[s, idx] == y[idx]) / np.mean(R[s, idx] == y[idx])
+    return out
+
+
+def test_paired_bootstrap_equals_a_direct_resampling():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), rng.integers(1, 6, size=30))
+    y = rng.integers(0, 3, size=groups.size)
+    R = np.where(rng.random((2, groups.size)) < 0.9, y, (y + 1) % 3)
+    P = np.where(rng.random((2, groups.size)) < 0.8, y, (y + 2) % 3)
+    fast = paired_bootstrap(y, P, R, groups, n_resamples=200, random_state=4)
+    assert fast.shape == (200, 2)
+    np.testing.assert_allclose(fast, _naive_paired(y, P, R, groups, 200, 4), rtol=1e-12)
+    # a 1-D reference serves every seed; another metric goes the slow way to the same place
+    one = paired_bootstrap(y, P, R[0], groups, n_resamples=50, random_state=4)
+    np.testing.assert_allclose(one[:, 0], fast[:50, 0], rtol=1e-12)
+    f1 = paired_bootstrap(y, P, R, groups, n_resamples=5, metric="f1")
+    assert f1.shape == (5, 2) and np.all((f1 > 0.5) & (f1 < 1.5))
+    with pytest.raises(ValueError, match="'groups' parameter of paired_bootstrap"):
+        paired_bootstrap(y, P, R, groups[:-1])
+    with pytest.raises(ValueError, match="one row per seed"):
+        paired_bootstrap(y, P, np.vstack([R, R]))
+    with pytest.raises(ValueError, match="'preds' parameter"):
+        paired_bootstrap(y, P[:, :-1], R)
+    with pytest.warns(RuntimeWarning, match="reference scores 0"):
+        r0 = paired_bootstrap(y, P[0], (y + 1) % 3, n_resamples=3)
+    assert np.all(np.isnan(r0))
+
+
+def test_paired_bootstrap_pairs_the_noise():
+    # the subset is the reference with 2% of instances flipped wrong: the ratio's interval is
+    # narrow and near 0.98 even though each score alone varies much more
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=3000)
+    R = np.where(rng.random(3000) < 0.8, y, 1 - y)
+    P = R.copy()
+    P[rng.choice(np.flatnonzero(R == y), 48, replace=False)] ^= 1
+    ratios = paired_bootstrap(y, P, R, n_resamples=400)
+    expected = np.mean(P == y) / np.mean(R == y)
+    assert abs(np.median(ratios) - expected) < 0.002
+    assert np.std(ratios) < 0.4 * score_noise(y, R, n_resamples=400) / np.mean(R == y)
+    assert decide_within(ratios, 0.05)["decision"] == "within"
+    assert decide_within(ratios, 0.005)["decision"] == "outside"
+
+
+def test_decide_within_decisions_and_pooling():
+    r = np.linspace(0.96, 1.00, 101)
+    out = decide_within(r, 0.02)
+    assert out["decision"] == "inconclusive" and out["low"] < 0.98 < out["high"]
+    assert out["mean"] == pytest.approx(0.98)
+    assert decide_within(r, 0.05)["decision"] == "within"
+    assert decide_within(r, 0.0)["decision"] == "outside"  # high = 0.999 < 1
+    assert decide_within(r + 0.01, 0.0)["decision"] == "inconclusive"
+    assert decide_within(r - 0.05, 0.0)["decision"] == "outside"
+    # low exactly at 1 - delta is within (within_delta's side of equality)
+    assert decide_within(np.full(10, 0.99), 0.01)["decision"] == "within"
+    # pooled over seeds: one bad seed widens the interval
+    two = np.stack([np.full(100, 1.0), np.full(100, 0.9)], axis=1)
+    assert decide_within(two, 0.05)["decision"] == "inconclusive"
+    assert decide_within(np.array([np.nan, 1.0]), 0.1)["decision"] == "within"
+    with pytest.raises(ValueError, match="no ratio"):
+        decide_within(np.array([np.nan]), 0.1)
+
+
+def test_score_noise_matches_the_binomial_standard_error():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, size=4000)
+    p = np.where(rng.random(4000) < 0.75, y, 1 - y)
+    acc = np.mean(p == y)
+    se = np.sqrt(acc * (1 - acc) / y.size)
+    assert score_noise(y, p, n_resamples=2000) == pytest.approx(se, rel=0.1)
+    # sentences of 10 identical outcomes: the noise grows about sqrt(10)-fold
+    groups = np.repeat(np.arange(400), 10)
+    hit = np.repeat(rng.random(400) < 0.75, 10)
+    pg = np.where(hit, y, 1 - y)
+    noise = score_noise(y, pg, groups, n_resamples=2000)
+    assert noise == pytest.approx(np.sqrt(0.75 * 0.25 / 400), rel=0.15)
+    assert score_noise(y, y) == 0.0

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from redundancy.analysis import cka_checks as checks
 from redundancy.analysis import similarity as sim
 from redundancy.analysis.similarity import (
     Moments,
@@ -264,3 +265,145 @@ def test_cross_cka_two_models_matches_reference():
     np.testing.assert_allclose(got, ref, atol=1e-6)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         cross_cka(a, b[:100], progress=False)
+
+
+# ------------------------------------------------------------------ debiased CKA
+
+
+def _song_hsic(K, L):
+    """Song et al. (2012) unbiased HSIC, straight from the Gram matrices."""
+    n = K.shape[0]
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0.0)
+    np.fill_diagonal(L, 0.0)
+    one = np.ones(n)
+    return (
+        np.sum(K * L)
+        + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (one @ K @ L @ one)
+    ) / (n * (n - 3))
+
+
+def _song_cka(X, Y):
+    K, L = X @ X.T, Y @ Y.T
+    return _song_hsic(K, L) / np.sqrt(_song_hsic(K, K) * _song_hsic(L, L))
+
+
+def test_debiased_cka_matches_the_gram_reference():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6))
+    Y = X @ rng.standard_normal((6, 9)) + rng.standard_normal((40, 9)) + 3.0  # uncentred
+    assert checks.debiased_cka(X, Y) == pytest.approx(_song_cka(X, Y), rel=1e-10)
+    assert checks.debiased_cka(X, X @ rng.standard_normal((6, 6))) < 1.0
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    assert checks.debiased_cka(X, 2.5 * X @ Q) == pytest.approx(1.0, abs=1e-12)
+    assert checks.debiased_cka(X, np.ones((40, 3))) == 0.0
+    with pytest.raises(ValueError, match="at least 4"):
+        checks.debiased_cka(X[:3], Y[:3])
+
+
+def test_debiased_cka_removes_the_bias_of_few_instances():
+    rng = np.random.default_rng(1)
+    lin, deb = [], []
+    for _ in range(5):
+        X, Y = rng.standard_normal((100, 500)), rng.standard_normal((100, 500))
+        lin.append(sim.linear_cka(X, Y))
+        deb.append(checks.debiased_cka(X, Y))
+    assert min(lin) > 0.75  # independent, yet linear CKA says "similar"
+    assert max(np.abs(deb)) < 0.06 and abs(np.mean(deb)) < 0.02
+
+
+def test_weighted_hsic_is_the_u_statistic_over_distinct_source_rows():
+    # brute force: every ordered tuple of distinct source rows, weighted by the counts
+    import itertools
+
+    rng = np.random.default_rng(2)
+    n, w = 7, np.array([2.0, 0.0, 1.0, 3.0, 1.0, 0.0, 1.0])
+    X = rng.standard_normal((n, 3))
+    Y = X[:, :2] + rng.standard_normal((n, 2))
+    K, L = X @ X.T, Y @ Y.T
+    sums = {}
+    for k in (2, 3, 4):
+        num = den = 0.0
+        for t in itertools.permutations(range(n), k):
+            wt = np.prod(w[list(t)])
+            if k == 2:
+                term = K[t[0], t[1]] * L[t[0], t[1]]
+            elif k == 3:
+                term = K[t[0], t[1]] * L[t[0], t[2]]
+            else:
+                term = K[t[0], t[1]] * L[t[2], t[3]]
+            num += wt * term
+            den += wt
+        sums[k] = num / den
+    brute = sums[2] + sums[4] - 2 * sums[3]
+    Kt, Lt = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
+    W = np.vstack([np.ones(n), w])
+    V = np.vstack([W, W * W]).astype(np.float32)
+    biased, unbiased = checks._pair_hsic(
+        Kt.astype(np.float32), Lt.astype(np.float32), np.diag(K), np.diag(L),
+        Kt @ W.T, Lt @ W.T, W, W * W, V, checks._weight_moments(W),
+    )  # fmt: skip
+    assert unbiased[1] == pytest.approx(brute, rel=1e-5)
+    assert unbiased[0] == pytest.approx(_song_hsic(K, L), rel=1e-5)  # weights 1: Song
+    # the biased one is the plug-in value on the resample, duplicates included
+    idx = np.repeat(np.arange(n), w.astype(int))
+    Xe, Ye = X[idx] - X[idx].mean(0), Y[idx] - Y[idx].mean(0)
+    assert biased[1] == pytest.approx(np.linalg.norm(Xe.T @ Ye) ** 2, rel=1e-5)
+
+
+def _layers(n, h, rng):
+    z = rng.standard_normal((n, h))
+    a = z + 0.5 * rng.standard_normal((n, h))
+    return np.hstack([z, a, z @ np.linalg.qr(rng.standard_normal((h, h)))[0],
+                      rng.standard_normal((n, h)), np.full((n, h), 2.0)])  # fmt: skip
+
+
+def test_cka_uncertainty_point_values_intervals_and_null():
+    rng = np.random.default_rng(3)
+    n, h = 500, 20
+    X = _layers(n, h, rng).astype(np.float32)
+    out = checks.cka_uncertainty(X, 5, n_instances=300, n_resamples=100, n_permutations=40)
+    keys = ("linear", "debiased", "linear_low", "linear_high", "debiased_low",
+            "debiased_high", "null_high", "null_mean")  # fmt: skip
+    for key in keys:
+        assert out[key].shape == (5, 5) and np.all(np.isfinite(out[key])), key
+        np.testing.assert_allclose(out[key], out[key].T, atol=1e-12)
+    rows = out["rows"]
+    assert rows.size == 300 and np.all(np.diff(rows) > 0)
+    S = X[rows].astype(np.float64)
+    blocks = [S[:, i * h : (i + 1) * h] for i in range(5)]
+    assert out["linear"][0, 1] == pytest.approx(sim.linear_cka(blocks[0], blocks[1]), rel=1e-4)
+    assert out["debiased"][0, 1] == pytest.approx(
+        checks.debiased_cka(blocks[0], blocks[1]), rel=1e-4
+    )
+    assert out["debiased"][0, 3] == pytest.approx(
+        checks.debiased_cka(blocks[0], blocks[3]), abs=1e-4
+    )
+    # planted: layer 2 is layer 0 rotated -> 1; layer 4 constant -> 0 off the diagonal
+    assert out["debiased"][0, 2] == pytest.approx(1.0, abs=1e-5)
+    assert out["linear"][0, 2] == pytest.approx(1.0, abs=1e-5)
+    assert np.all(out["debiased"][4, :4] == 0) and np.all(out["linear"][4, :4] == 0)
+    assert np.all(np.diag(out["debiased"]) == 1) and np.all(np.diag(out["linear_low"]) == 1)
+    # intervals hold the point estimates (related and unrelated pairs)
+    for key in ("linear", "debiased"):
+        for a, b in ((0, 1), (0, 3), (1, 3)):
+            assert out[f"{key}_low"][a, b] <= out[key][a, b] <= out[f"{key}_high"][a, b]
+    # independent layers: debiased near 0 and inside the null; linear biased upward
+    assert abs(out["debiased"][0, 3]) < out["null_high"][0, 3] + 0.02
+    assert out["linear"][0, 3] > 0.03 > abs(out["debiased"][0, 3])
+    assert abs(out["null_mean"][0, 3]) < 0.01 and 0 < out["null_high"][0, 3] < 0.05
+    assert out["debiased"][0, 1] > out["null_high"][0, 1] + 0.5
+
+
+def test_cka_uncertainty_bootstrap_of_the_debiased_estimator_is_not_pushed_up():
+    # unrelated layers with many features: the resamples' debiased CKA stays centred on 0
+    # (duplicated rows' self-pairs excluded), linear CKA's resamples would not
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 2 * 100)).astype(np.float32)
+    out = checks.cka_uncertainty(X, 2, n_instances=200, n_resamples=200, n_permutations=0)
+    assert out["debiased_low"][0, 1] < 0 < out["debiased_high"][0, 1]
+    assert out["debiased_high"][0, 1] < 0.06
+    assert np.all(out["null_high"] == 0) and np.all(out["null_mean"] == 0)
+    with pytest.raises(ValueError, match="n_instances"):
+        checks.cka_uncertainty(X, 2, n_instances=3)

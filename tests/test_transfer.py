@@ -36,9 +36,12 @@ def test_select_layer_rule():
         LayerSelector().neurons(10)
 
 
-def test_select_layer_threshold_is_strict():
+def test_select_layer_threshold_includes_equality():
+    # within_delta: score >= (1 - delta) * oracle, equality inside
     assert select_layer([0.95, 0.9604, 0.99], 0.99, delta=3) == 1
-    assert select_layer([0.9, 0.9, 0.9], 0.9, delta=0) == 2
+    assert select_layer([0.95, 0.9602, 0.99], 0.99, delta=3) == 2
+    assert select_layer([0.9, 0.9, 0.9], 0.9, delta=0) == 0
+    assert select_layer([0.5, 0.75, 1.0], 1.0, delta=25) == 1
 
 
 def _planted(n, rng):

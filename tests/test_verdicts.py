@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -114,17 +113,20 @@ def _clustering(decisions_by_task, shares=(0.5, 0.7, 0.8, 0.86, 0.95)):
     return pd.DataFrame(rows)
 
 
-W, I, O = "within", "inconclusive", "outside"
+WITHIN, UNSURE, OUTSIDE = "within", "inconclusive", "outside"
 
 
 @pytest.mark.parametrize(
     ("decisions", "level"),
     [
-        ([W, W, W, W, O], R),  # 86% surely within delta
-        ([W, W, W, O, O], P),  # 80%: within 10 points of 85%
-        ([W, O, O, O, O], N),  # 50%
-        ([W, W, W, I, O], UNDECIDED),  # 85% lies between the sure 80% and the possible 86%
-        ([W, W, I, O, O], UNDECIDED),  # 75% lies between 70% and 80%
+        ([WITHIN, WITHIN, WITHIN, WITHIN, OUTSIDE], R),  # 86% surely within delta
+        ([WITHIN, WITHIN, WITHIN, OUTSIDE, OUTSIDE], P),  # 80%: within 10 points of 85%
+        ([WITHIN, OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE], N),  # 50%
+        (
+            [WITHIN, WITHIN, WITHIN, UNSURE, OUTSIDE],
+            UNDECIDED,
+        ),  # 85% lies between the sure 80% and the possible 86%
+        ([WITHIN, WITHIN, UNSURE, OUTSIDE, OUTSIDE], UNDECIDED),  # 75% lies between 70% and 80%
     ],
 )
 def test_clustering_rule_per_task(decisions, level):
@@ -135,7 +137,12 @@ def test_clustering_rule_per_task(decisions, level):
 
 
 def test_clustering_rule_judges_token_and_sentence_tasks_apart():
-    table = _clustering({"tok": [W, W, W, W, O], "sent": [W, O, O, O, O]})
+    table = _clustering(
+        {
+            "tok": [WITHIN, WITHIN, WITHIN, WITHIN, OUTSIDE],
+            "sent": [WITHIN, OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE],
+        }
+    )
     v = RULES["03-neurons-clustering"].judge(table)
     heads = {r["scope"]: r["level"] for r in v.rows if r["headline"]}
     assert heads == {"token tasks": R, "sentence tasks": N}
@@ -172,10 +179,19 @@ def _layers(decisions, n_layers=7, task="tok"):
 @pytest.mark.parametrize(
     ("decisions", "level"),
     [
-        ([O, O, W, W, W, W, W], R),  # layers 0..2 of 0..6: a third of 7 layers
-        ([O, O, O, W, W, W, W], P),  # reached, but only at layer 3
-        ([O, O, O, O, O, O, W], N),  # only the oracle itself
-        ([O, O, I, W, W, W, W], UNDECIDED),
+        (
+            [OUTSIDE, OUTSIDE, WITHIN, WITHIN, WITHIN, WITHIN, WITHIN],
+            R,
+        ),  # layers 0..2 of 0..6: a third of 7 layers
+        (
+            [OUTSIDE, OUTSIDE, OUTSIDE, WITHIN, WITHIN, WITHIN, WITHIN],
+            P,
+        ),  # reached, but only at layer 3
+        (
+            [OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, WITHIN],
+            N,
+        ),  # only the oracle itself
+        ([OUTSIDE, OUTSIDE, UNSURE, WITHIN, WITHIN, WITHIN, WITHIN], UNDECIDED),
     ],
 )
 def test_layer_rule_counts_a_third_of_the_layers(decisions, level):
@@ -205,10 +221,14 @@ def _ranking(decisions, shares=(0.01, 0.02, 0.05, 0.08, 0.2, 0.5)):
 @pytest.mark.parametrize(
     ("decisions", "level", "removable"),
     [
-        ([O, O, W, W, W, W], R, 0.95),
-        ([O, O, O, O, W, W], P, 0.80),
-        ([O, O, O, O, O, W], N, 0.50),
-        ([O, O, O, I, W, W], UNDECIDED, 0.80),  # the 8% set's interval straddles the line
+        ([OUTSIDE, OUTSIDE, WITHIN, WITHIN, WITHIN, WITHIN], R, 0.95),
+        ([OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, WITHIN, WITHIN], P, 0.80),
+        ([OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, WITHIN], N, 0.50),
+        (
+            [OUTSIDE, OUTSIDE, OUTSIDE, UNSURE, WITHIN, WITHIN],
+            UNDECIDED,
+            0.80,
+        ),  # the 8% set's interval straddles the line
     ],
 )
 def test_ranking_rule_tests_the_claims_size(decisions, level, removable):
@@ -234,7 +254,7 @@ def _transfer(runs):
                     "low": 0.96,
                     "high": 1.0,
                     # the LS+FS branch fails everywhere: it must not count
-                    "decision": decision if branch == "LS+CC+FS" else O,
+                    "decision": decision if branch == "LS+CC+FS" else OUTSIDE,
                     "fraction_kept": (kept_min + kept_max) / 2,
                     "fraction_kept_min": kept_min,
                     "fraction_kept_max": kept_max,
@@ -246,11 +266,11 @@ def _transfer(runs):
 @pytest.mark.parametrize(
     ("runs", "level"),
     [
-        ([(W, 0.02, 0.05), (W, 0.03, 0.04)], R),
-        ([(W, 0.02, 0.05), (O, 0.03, 0.04)], P),
-        ([(O, 0.02, 0.05), (W, 0.2, 0.3)], N),  # the second keeps too many neurons
-        ([(I, 0.02, 0.05), (O, 0.03, 0.04)], UNDECIDED),
-        ([(W, 0.08, 0.12), (O, 0.03, 0.04)], UNDECIDED),  # seeds straddle 10%
+        ([(WITHIN, 0.02, 0.05), (WITHIN, 0.03, 0.04)], R),
+        ([(WITHIN, 0.02, 0.05), (OUTSIDE, 0.03, 0.04)], P),
+        ([(OUTSIDE, 0.02, 0.05), (WITHIN, 0.2, 0.3)], N),  # the second keeps too many neurons
+        ([(UNSURE, 0.02, 0.05), (OUTSIDE, 0.03, 0.04)], UNDECIDED),
+        ([(WITHIN, 0.08, 0.12), (OUTSIDE, 0.03, 0.04)], UNDECIDED),  # seeds straddle 10%
     ],
 )
 def test_transfer_rule(runs, level):
@@ -313,7 +333,7 @@ def test_no_verdict_reads_reproduced_but_not_settled():
 def test_record_and_load(tmp_path):
     cfg = Config(results_dir=str(tmp_path))
     rule = RULES["05-neurons-ranking"]
-    v = rule.judge(_ranking([O, O, W, W, W, W]))
+    v = rule.judge(_ranking([OUTSIDE, OUTSIDE, WITHIN, WITHIN, WITHIN, WITHIN]))
     record = verdicts.record(cfg, v)
     assert record["rule"] == rule.describe() and record["level"] == R
     loaded = verdicts.load(cfg)

@@ -11,6 +11,8 @@ training instances and keep one neuron per group; the others are counted as redu
 * One representative per cluster (:func:`select_representatives`): at random, as the
   authors do, or the most central member.
 * Cluster windows (:func:`cluster_windows`): how many consecutive layers a cluster spans.
+* What the clusters are (:func:`decompose_clusters`): one hidden dimension carried by the
+  residual stream through adjacent layers, neurons of one layer, or a mix.
 
 Speed. One average-linkage tree answers every threshold (:func:`threshold_sweep`). For a
 single threshold :func:`cluster_neurons` avoids the full tree: a group formed at height
@@ -46,6 +48,7 @@ __all__ = [
     "select_representatives",
     "threshold_sweep",
     "cluster_windows",
+    "decompose_clusters",
     "window_histogram",
     "correlation_clustering",
 ]
@@ -422,6 +425,79 @@ def cluster_windows(labels, n_hidden: int) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
     ends = np.concatenate((starts[1:], [g.size])) - 1
     return (layer[order][ends] - layer[order][starts] + 1).astype(np.int64)
+
+
+#: The kinds of multi-member clusters told apart by :func:`decompose_clusters`.
+CLUSTER_KINDS = ("carry", "within_layer", "mixed")
+
+
+def decompose_clusters(labels, n_hidden: int) -> dict:
+    """Split the redundancy found by clustering into what kind of cluster holds it.
+
+    Every cluster with at least two members is one of
+
+    * ``"carry"`` -- all members are the *same hidden dimension* of a run of adjacent
+      layers (layers ``l, l+1, ..., l+k``): the residual stream carrying one dimension
+      from layer to layer, which a residual architecture produces by construction;
+    * ``"within_layer"`` -- all members are in one layer (different dimensions);
+    * ``"mixed"`` -- anything else (several dimensions across layers, or one dimension at
+      layers with a gap between them).
+
+    Clustering keeps one neuron per cluster, so a cluster of ``s`` members makes ``s - 1``
+    neurons *redundant*; the counts below split those neurons by kind.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_neurons,), int
+        Cluster id of every neuron (flat index: neuron ``i`` is dimension ``i % n_hidden``
+        of layer ``i // n_hidden``), usually from :func:`cluster_neurons`.
+    n_hidden : int
+        Neurons per layer.
+
+    Returns
+    -------
+    dict of int
+        ``n_neurons``, ``n_clusters`` (singletons included), ``n_multi`` (clusters with two
+        or more members), ``total_redundant`` (``n_neurons - n_clusters``) and, for each
+        kind in :data:`CLUSTER_KINDS`, ``<kind>_clusters`` and ``<kind>_redundant``. The
+        three ``_redundant`` counts add up to ``total_redundant`` and the three
+        ``_clusters`` counts to ``n_multi``.
+    """
+    caller = "decompose_clusters"
+    labels = _check_labels(labels, caller)
+    n_hidden = _check_n_hidden(n_hidden, labels.size, caller)
+    out = {"n_neurons": int(labels.size)}
+    if labels.size == 0:
+        zeros = {f"{k}_{what}": 0 for k in CLUSTER_KINDS for what in ("clusters", "redundant")}
+        return {**out, "n_clusters": 0, "n_multi": 0, "total_redundant": 0, **zeros}
+    _, group = np.unique(labels, return_inverse=True)
+    group = group.ravel()
+    neuron = np.arange(labels.size)
+    layer, dim = neuron // n_hidden, neuron % n_hidden
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+    size = np.diff(np.append(starts, g.size))
+    lay, dm = layer[order], dim[order]
+    span = np.maximum.reduceat(lay, starts) - np.minimum.reduceat(lay, starts) + 1
+    one_dim = np.maximum.reduceat(dm, starts) == np.minimum.reduceat(dm, starts)
+    multi = size >= 2
+    # one dimension cannot appear twice in a layer, so `size` distinct layers spanning
+    # exactly `size` layers are a run of adjacent layers
+    kinds = {
+        "carry": multi & one_dim & (span == size),
+        "within_layer": multi & (span == 1),
+    }
+    kinds["mixed"] = multi & ~kinds["carry"] & ~kinds["within_layer"]
+    out.update(
+        n_clusters=int(size.size),
+        n_multi=int(multi.sum()),
+        total_redundant=int(labels.size - size.size),
+    )
+    for kind, mask in kinds.items():
+        out[f"{kind}_clusters"] = int(mask.sum())
+        out[f"{kind}_redundant"] = int((size[mask] - 1).sum())
+    return out
 
 
 def window_histogram(

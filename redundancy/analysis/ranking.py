@@ -23,6 +23,7 @@ import pandas as pd
 
 from .._utils import progress_bar
 from ..constraints import check
+from .metrics import within_delta
 from .probes import LinearProbe, evaluate_probes, train_probes
 
 logger = logging.getLogger(__name__)
@@ -182,7 +183,8 @@ class MinimalSetResult:
         Probe trained on them.
     dev_score : float
     base_score, threshold : float
-        ``threshold = base_score * (1 - delta / 100)``; a size passes when dev > threshold.
+        ``threshold = base_score * (1 - delta / 100)``; a size passes when dev >= threshold
+        (:func:`~redundancy.analysis.metrics.within_delta`).
     passed : bool
         False when no grid size passed (then the whole ordering is used).
     curve : pandas.DataFrame
@@ -217,7 +219,7 @@ def minimal_set(X_train, y_train, X_dev, y_dev, ordering, *, base_score: float, 
     """Smallest top-``k`` of ``ordering`` whose retrained probe keeps ``base_score``.
 
     Tries ``k`` for each grid percentage in order and returns the first one with dev score
-    ``> base_score * (1 - delta / 100)``. Probes for consecutive grid sizes are trained
+    ``>= base_score * (1 - delta / 100)`` (:func:`~redundancy.analysis.metrics.within_delta`). Probes for consecutive grid sizes are trained
     jointly, one pass over ``X_train`` per round (see :func:`minimal_sets`); the answer is
     the same as the one-by-one search because each probe is trained exactly as it would be
     alone.
@@ -295,9 +297,7 @@ def minimal_sets(
     seeds = seeds or dict.fromkeys(orders, 42)
     n_total = int(n_total) if n_total is not None else int(X_train.shape[1])
     searches = {
-        key: _Search(
-            o, float(base_scores[key]) * (1 - delta / 100), grid_sizes(grid, n_total, o.size)
-        )
+        key: _Search(o, float(base_scores[key]), delta / 100, grid_sizes(grid, n_total, o.size))
         for key, o in orders.items()
     }
     bar = progress_bar(
@@ -333,8 +333,10 @@ def minimal_sets(
 class _Search:
     """The state of one minimal-set search over a grid of sizes."""
 
-    def __init__(self, ordering, threshold: float, sizes: list):
-        self.ordering, self.threshold, self.sizes = ordering, threshold, sizes
+    def __init__(self, ordering, base: float, delta: float, sizes: list):
+        self.ordering, self.sizes = ordering, sizes
+        self.base, self.delta = base, delta  # delta: a fraction
+        self.threshold = base * (1.0 - delta)  # for display; passing is within_delta
         self.pos, self.rows, self.chosen, self.last = 0, [], None, None
         self.percent = {k: pct for pct, k in sizes}
 
@@ -355,7 +357,7 @@ class _Search:
         return batch
 
     def record(self, k: int, dev: float, probe) -> None:
-        ok = dev > self.threshold
+        ok = within_delta(dev, self.base, self.delta)
         self.rows.append({"k": k, "percent": self.percent[k], "dev_score": dev, "passed": ok})
         self.last = (self.percent[k], k, probe, dev)
         if ok and self.chosen is None:  # later sizes of the same round stay in the curve
@@ -367,7 +369,7 @@ class _Search:
             self.chosen = self._fallback(n_total, probe_kwargs, data, caller, base_score)
         pct, k, probe, dev = self.chosen
         logger.info(
-            "minimal set: %d neurons (%.1f%%), dev %.4f > %.4f", k, pct, dev, self.threshold
+            "minimal set: %d neurons (%.1f%%), dev %.4f >= %.4f", k, pct, dev, self.threshold
         )
         return MinimalSetResult(
             k=int(k),
@@ -397,5 +399,12 @@ class _Search:
         )["0"]
         dev = evaluate_probes({"p": probe}, data["X_dev"], data["y_dev"], data["metric"])["p"]
         pct = 100.0 * k / n_total
-        self.rows.append({"k": k, "percent": pct, "dev_score": dev, "passed": dev > self.threshold})
+        self.rows.append(
+            {
+                "k": k,
+                "percent": pct,
+                "dev_score": dev,
+                "passed": within_delta(dev, self.base, self.delta),
+            }
+        )
         return (pct, k, probe, dev)

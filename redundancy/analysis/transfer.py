@@ -3,12 +3,13 @@
 The procedure of Dalvi et al. (2020), section "Efficient feature-based transfer":
 
 1. **LayerSelector** -- the smallest ``l`` whose incremental probe (layers ``0..l``)
-   has a dev score ``> oracle * (1 - delta_ls / 100)``; later layers are dropped.
+   has a dev score ``>= oracle * (1 - delta_ls / 100)`` (:func:`~redundancy.analysis.metrics.within_delta`);
+   later layers are dropped.
 2. **CC** -- correlation clustering at threshold ``t`` (0.3) on the neurons of layers
    ``0..l``; one neuron per cluster is kept.
 3. **FS** -- a probe on the kept neurons gives ``s_CC``; its neurons are ranked with LCA
    and the smallest ``k`` of :data:`~redundancy.ranking.FS_GRID` (percent of *all* the
-   model's neurons) whose retrained probe has dev ``> s_CC * (1 - delta_fs / 100)`` wins.
+   model's neurons) whose retrained probe has dev ``>= s_CC * (1 - delta_fs / 100)`` wins.
 
 The paper reports ``(delta_ls, delta_fs)`` in ``{(3, 1), (2, 1), (1, 1)}``;
 :func:`ccfs_sweep` runs them sharing the incremental probes, the clustering of each
@@ -27,6 +28,7 @@ import numpy as np
 
 from .._utils import check_choice, stable_hash
 from ..constraints import check
+from .metrics import within_delta
 from .probes import (
     KINDS,
     _default_metric,
@@ -59,7 +61,10 @@ def _check_delta(delta, name, caller):
 
 
 def select_layer(incremental_scores, oracle_score: float | None = None, delta: float = 3.0) -> int:
-    """Smallest ``l`` with ``incremental_scores[l] > oracle_score * (1 - delta / 100)``.
+    """Smallest ``l`` with ``incremental_scores[l] >= oracle_score * (1 - delta / 100)``.
+
+    The comparison is :func:`~redundancy.analysis.metrics.within_delta` with the fraction
+    ``delta / 100``.
 
     Parameters
     ----------
@@ -84,7 +89,7 @@ def select_layer(incremental_scores, oracle_score: float | None = None, delta: f
         )
     delta = _check_delta(delta, "delta", "select_layer")
     oracle = float(scores[-1] if oracle_score is None else oracle_score)
-    passing = np.flatnonzero(scores > oracle * (1 - delta / 100))
+    passing = np.flatnonzero(within_delta(scores, oracle, delta / 100))
     return int(passing[0]) if passing.size else int(scores.size - 1)
 
 

@@ -411,9 +411,9 @@ def _tag_cells(src: Path, dst: Path) -> None:
     nbformat.write(nb, str(dst))
 
 
-def _add_substitutions(config_path: Path) -> None:
+def _add_substitutions(config_path: Path, extra: dict | None = None) -> None:
     """Give the book's Markdown pages the paper's numbers from :mod:`redundancy.report.paper`
-    (MyST substitutions), so no page types them."""
+    (MyST substitutions), so no page types them, and ``extra`` ones (the run's results)."""
     import yaml
 
     from .paper import substitutions
@@ -423,14 +423,52 @@ def _add_substitutions(config_path: Path) -> None:
     extensions = parse.setdefault("myst_enable_extensions", [])
     if "substitution" not in extensions:
         extensions.append("substitution")
-    parse["myst_substitutions"] = {**substitutions(), **parse.get("myst_substitutions", {})}
+    parse["myst_substitutions"] = {
+        **substitutions(),
+        **parse.get("myst_substitutions", {}),
+        **(extra or {}),
+    }
     config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
+def results_summary(cfg) -> str:
+    """One paragraph for the introduction: every result chapter's verdict for this run, by
+    task kind where the chapter judges tasks (from the recorded verdicts)."""
+    from . import verdicts
+
+    found = verdicts.load(cfg)
+    if found.empty:
+        return "This build has not recorded its verdicts yet."
+    parts = []
+    for r in found.itertuples():
+        if str(r.chapter).startswith(("01-", "08-")):
+            continue
+        heads = [p for p in (r.rows or []) if p.get("headline") and p.get("kind") != "all"]
+        link = f"[{str(r.chapter)[:2].lstrip('0')}]({r.chapter})"
+        if heads and len({p["level"] for p in heads}) > 1:
+            text = "; ".join(f"{p['scope']} *{p['level']}*" for p in heads)
+        else:
+            text = f"*{r.level}*"
+        parts.append(f"chapter {link}: {text}")
+    counts = verdicts.summary_counts(found)
+    lead = ", ".join(f"{n} {level}" for level, n in counts.items() if n)
+    return (
+        f"For the parameters of this build ({', '.join(cfg.models)} on "
+        f"{', '.join(cfg.tasks)}), the result chapters read: {lead}. "
+        + "; ".join(parts)
+        + ". The summary chapter gathers them with their intervals."
+    )
+
+
 def assemble_book(
-    executed_dir: Path, book_src: Path, target: Path, notebooks: Sequence[Path]
+    executed_dir: Path,
+    book_src: Path,
+    target: Path,
+    notebooks: Sequence[Path],
+    substitutions: dict | None = None,
 ) -> Path:
-    """Copy the book pages and the executed notebooks into ``target`` (a jupyter-book source)."""
+    """Copy the book pages and the executed notebooks into ``target`` (a jupyter-book source);
+    ``substitutions`` are added to the pages' MyST substitutions."""
     missing = [nb.name for nb in notebooks if not (executed_dir / nb.name).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -442,7 +480,7 @@ def assemble_book(
     shutil.copytree(book_src, target, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
     for nb in notebooks:
         _tag_cells(executed_dir / nb.name, target / nb.name)
-    _add_substitutions(target / "_config.yml")
+    _add_substitutions(target / "_config.yml", substitutions)
     pages = {p.with_suffix("").name for p in target.iterdir() if p.suffix in (".md", ".ipynb")}
     toc = toc_files(target / "_toc.yml")
     absent = [f for f in toc if f not in pages]
@@ -549,7 +587,13 @@ def build_book(
     )
     if not build_html:
         return out_dir
-    source = assemble_book(out_dir, Path(book_dir or BOOK_DIR), out_dir / "book", all_notebooks)
+    source = assemble_book(
+        out_dir,
+        Path(book_dir or BOOK_DIR),
+        out_dir / "book",
+        all_notebooks,
+        {"results_summary": results_summary(cfg)},
+    )
     html = run_jupyter_book(source, strict=strict)
     final = Path(html_dir) if html_dir else Path(book_dir or BOOK_DIR) / "_build" / "html"
     if final.resolve() != html.resolve():

@@ -60,10 +60,8 @@ class Chapter:
     decides: str = ""
     """How the measurement decides, in words (with ``{delta}``, ``{resamples}``,
     ``{confidence}`` filled from the run's parameters)."""
-
-    @property
-    def rule(self):
-        return RULES.get(self.name)
+    rule: object = None
+    """The rule that judges the measurement (:mod:`redundancy.report.verdicts`)."""
 
     def measured(self, cfg: Config):
         """The rule's tidy table for this run (computes or reads the steps' results)."""
@@ -390,7 +388,7 @@ def measure_ranking(cfg: Config, rule=None) -> pd.DataFrame:
     """Rows per model, task and share of all neurons of
     :data:`~redundancy.report.steps.neurons.RANK_GRID`: the probe on each seed's top-ranked
     neurons against that seed's oracle on dev (paired bootstrap, seeds pooled); ``k``,
-    ``fraction``, ``dev``, ``test`` (means over seeds), ``ratio``, ``low``, ``high``,
+    ``fraction`` (the grid's nominal share; ``k`` is its rounding), ``dev``, ``test`` (means over seeds), ``ratio``, ``low``, ``high``,
     ``decision``, and the minimal sets the paper's search found (``minimal_fraction``: mean
     over seeds)."""
     from .steps import incremental_predictions, minimal_set_predictions, minimal_sets
@@ -403,7 +401,7 @@ def measure_ranking(cfg: Config, rule=None) -> pd.DataFrame:
         oracle = incremental_predictions(m, t, cfg)[:, -1]
         y, groups, metric = _split_truth(m, t, cfg, "dev")
         minimal = float(np.mean([r["fraction"] for r in res["seeds"]]))
-        for j, (k, share) in enumerate(zip(grid["k"], grid["fraction"])):
+        for j, (k, share) in enumerate(zip(grid["k"], grid["share"])):
             rows.append(
                 {
                     "model": m,
@@ -516,7 +514,7 @@ _DECIDES = (
 CHAPTERS = {
     c.name: c
     for c in (
-        Chapter("01-setup", "Setup", _setup_calls, measure_setup),
+        Chapter("01-setup", "Setup", _setup_calls, measure_setup, rule=RULES["01-setup"]),
         Chapter(
             "02-layers-cka",
             "Layer-level general redundancy: CKA",
@@ -525,6 +523,7 @@ CHAPTERS = {
             "Intervals: {cka_resamples} bootstrap resamples of {cka_instances} instances drawn "
             "from the sample, at {confidence}; the null: {cka_resamples} permutations of the "
             "instances of one layer against the other.",
+            rule=RULES["02-layers-cka"],
         ),
         Chapter(
             "03-neurons-clustering",
@@ -532,6 +531,7 @@ CHAPTERS = {
             _clustering_calls,
             measure_clustering,
             _DECIDES.replace("{split}", "dev split"),
+            rule=RULES["03-neurons-clustering"],
         ),
         Chapter(
             "04-layers-probes",
@@ -539,6 +539,7 @@ CHAPTERS = {
             _per_task("layer_probes", "layers:layer_probe_scores"),
             measure_layers,
             _DECIDES.replace("{split}", "dev split"),
+            rule=RULES["04-layers-probes"],
         ),
         Chapter(
             "05-neurons-ranking",
@@ -546,6 +547,7 @@ CHAPTERS = {
             _per_task("minimal_sets", "neurons:minimal_sets"),
             measure_ranking,
             _DECIDES.replace("{split}", "dev split"),
+            rule=RULES["05-neurons-ranking"],
         ),
         Chapter(
             "06-transfer",
@@ -553,8 +555,9 @@ CHAPTERS = {
             _per_task("transfer", "transfer:transfer_table"),
             measure_transfer,
             _DECIDES.replace("δ = {delta} of the oracle and ", "").replace("{split}", "test split"),
+            rule=RULES["06-transfer"],
         ),
-        Chapter("07-timing", "Timing", _timing_calls, measure_timing),
+        Chapter("07-timing", "Timing", _timing_calls, measure_timing, rule=RULES["07-timing"]),
         Chapter("08-summary", "Summary", _nothing),
     )
 }

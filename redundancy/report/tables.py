@@ -11,6 +11,7 @@ import pandas as pd
 
 __all__ = [
     "cc_table",
+    "cka_stats",
     "claim",
     "decisions",
     "summary_table",
@@ -89,18 +90,44 @@ def interval_text(low: float, high: float, digits: int = 1) -> str:
 
 def decisions(measured: pd.DataFrame, keys: list, extra: dict | None = None) -> pd.DataFrame:
     """A chapter's decisions for people: ``keys`` as the index, the score kept (percent of
-    the oracle) with its paired-bootstrap interval and the decision, plus ``extra``
+    the oracle's score on the same sentences) with its paired-bootstrap interval and the decision, plus ``extra``
     columns (``{column: header}``, fractions shown as percents)."""
     extra = extra or {}
     out = measured[keys].copy()
+    for key in keys:
+        if key == "fraction":
+            out[key] = [f"{100 * v:g}%" for v in measured[key]]
     for column, header in extra.items():
         out[header] = (100 * measured[column]).round(1)
-    out["score kept (% of oracle)"] = (100 * measured["ratio"]).round(1)
+    out["score kept (%)"] = (100 * measured["ratio"]).round(1)
     out["interval (%)"] = [
         interval_text(lo, hi) for lo, hi in zip(measured["low"], measured["high"])
     ]
     out["within δ?"] = measured["decision"]
-    return out.set_index(keys)
+    names = {"fraction": "top-ranked share", "threshold": "threshold t", "layer": "layers 0..l"}
+    return out.rename(columns=names).set_index([names.get(k, k) for k in keys])
+
+
+def cka_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 2's measurement for people: per model and sample, the mean CKA of adjacent
+    layers and of layers three or more apart with their bounds, and the debiased means."""
+    out = pd.DataFrame(
+        {
+            "model": stats["model"],
+            "sample": stats["sample"],
+            "adjacent": stats["adjacent"].round(3),
+            "adjacent: bounds": [
+                f"{a:.3f}-{b:.3f}" for a, b in zip(stats["adjacent_low"], stats["adjacent_high"])
+            ],
+            "3+ apart": stats["far"].round(3),
+            "3+ apart: bounds": [
+                f"{a:.3f}-{b:.3f}" for a, b in zip(stats["far_low"], stats["far_high"])
+            ],
+            "debiased: adjacent": stats["debiased_adjacent"].round(3),
+            "debiased: 3+ apart": stats["debiased_far"].round(3),
+        }
+    )
+    return out.set_index(["model", "sample"])
 
 
 def verdict_rows(verdict) -> pd.DataFrame:
@@ -113,7 +140,7 @@ def verdict_rows(verdict) -> pd.DataFrame:
             "": df["scope"],
             "verdict": df["level"],
             "measured": [
-                ("" if pd.isna(v) else f"{scale * v:.1f}" + ("%" if pct else ""))
+                ("" if pd.isna(v) else f"{scale * v:.1f}%" if pct else f"{v:.2f}")
                 for v in df["value"]
             ],
             "interval": [
@@ -298,9 +325,10 @@ def selectivity_table(minimal: dict, scores: dict) -> pd.DataFrame:
     """
     rows = []
     for key, res in minimal.items():
-        sel, df = res.get("selectivity"), scores[key]
-        if not sel:
+        sel = res.get("selectivity")
+        if not sel or key not in scores:
             continue
+        df = scores[key]
         seed = res["seeds"][0]
         last = df["layer"].max()
         at = df[
@@ -316,7 +344,8 @@ def selectivity_table(minimal: dict, scores: dict) -> pd.DataFrame:
             "task": key[1],
             "oracle": f"{100 * float(at[at['target'] == 'task']['dev'].iloc[0] - ctrl['dev'].iloc[0]):.1f}",
         }
-        for share, task, control in zip(sel["fraction"], sel["task_dev"], sel["control_dev"]):
+        shares = res.get("grid", {}).get("share", sel["fraction"])
+        for share, task, control in zip(shares, sel["task_dev"], sel["control_dev"]):
             row[f"top {100 * share:g}%"] = f"{100 * (task - control):.1f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "task"]) if rows else pd.DataFrame()

@@ -68,6 +68,8 @@ def _sweep_run(model, task_name, cfg) -> pd.DataFrame:
     Z = clustering.correlation_linkage(corr)
     stats = clustering.threshold_sweep(None, cfg.thresholds, Z=Z).set_index("threshold")
     labels = {t: clustering.cluster_neurons(None, t, Z=Z) for t in cfg.thresholds}
+    n_hidden = data.train.n_hidden
+    parts = {t: clustering.decompose_clusters(labels[t], n_hidden) for t in cfg.thresholds}
     subsets = {
         (t, seed): clustering.select_representatives(
             labels[t], method=cfg.representative, random_state=seed, corr=corr
@@ -90,6 +92,14 @@ def _sweep_run(model, task_name, cfg) -> pd.DataFrame:
                 "n_neurons": int(corr.shape[0]),
                 "fraction_redundant": float(row["fraction_redundant"]),
                 "largest_cluster": int(row["largest_cluster"]),
+                **{
+                    f"redundant_{kind}": parts[t][f"{kind}_redundant"] / corr.shape[0]
+                    for kind in clustering.CLUSTER_KINDS
+                },
+                **{
+                    f"clusters_{kind}": parts[t][f"{kind}_clusters"]
+                    for kind in clustering.CLUSTER_KINDS
+                },
                 "dev": dev[(t, seed)],
                 "test": test[(t, seed)],
             }
@@ -108,7 +118,10 @@ def cc_sweep(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
     -------
     DataFrame
         One row per threshold and seed: ``threshold``, ``seed``, ``n_clusters``, ``n_kept``,
-        ``n_neurons``, ``fraction_redundant``, ``largest_cluster``, ``dev``, ``test``, and
+        ``n_neurons``, ``fraction_redundant``, ``largest_cluster``, ``redundant_<kind>``
+        (share of all neurons made redundant by clusters of each kind of
+        :func:`redundancy.analysis.clustering.decompose_clusters`: ``carry``,
+        ``within_layer``, ``mixed``) and ``clusters_<kind>``, ``dev``, ``test``, and
         ``oracle_dev`` (the same seed's oracle) and ``dev_vs_oracle`` (their ratio).
     """
     inputs = _sweep_inputs(model, task_name, cfg)
@@ -268,6 +281,11 @@ def _grid_sizes(n: int) -> list[int]:
     return sorted({max(1, round(f * n)) for f in RANK_GRID})
 
 
+def _nominal(k: int, n: int) -> float:
+    """The share of :data:`RANK_GRID` that ``k`` of ``n`` neurons stands for."""
+    return min(RANK_GRID, key=lambda f: abs(max(1, round(f * n)) - k))
+
+
 def _grid_run(data, orders: dict, cfg) -> tuple[dict, np.ndarray]:
     """Every seed's probe on its own top-ranked neurons at each share of :data:`RANK_GRID`
     (one pass), their scores and dev predictions ``(n_seeds, n_sizes, n_dev)``."""
@@ -279,6 +297,7 @@ def _grid_run(data, orders: dict, cfg) -> tuple[dict, np.ndarray]:
     preds = stored_predictions(data, [probes[k] for k in subsets], cfg)
     grid = {
         "k": sizes,
+        "share": [_nominal(k, n) for k in sizes],
         "fraction": [k / n for k in sizes],
         "dev": [[dev[(k, s)] for k in sizes] for s in cfg.seeds],
         "test": [[test[(k, s)] for k in sizes] for s in cfg.seeds],
