@@ -293,7 +293,7 @@ def plot_cka(
             ax.text(
                 j,
                 i,
-                f"{v:.2f}",
+                f"{v:.2f}".replace("-0.00", "0.00"),
                 ha="center",
                 va="center",
                 fontsize=_FONT["cell"],

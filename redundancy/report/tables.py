@@ -20,6 +20,7 @@ __all__ = [
     "verdict_rows",
     "layer_table",
     "minimal_table",
+    "parameter_label",
     "parameter_table",
     "probe_timing_table",
     "rule_text",
@@ -512,6 +513,12 @@ def _value_text(name: str, value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def parameter_label(name: str) -> str:
+    """The words the book uses for a parameter (``"probe_epochs"`` -> ``"probe epochs"``), so
+    that prose never shows a code name; unknown names are returned with spaces."""
+    return _PARAMETER_NAMES.get(name, name.replace("_", " "))
 
 
 def parameter_table(cfg) -> pd.DataFrame:
