@@ -527,3 +527,17 @@ def test_ranking_curve_runs_to_all_neurons_through_the_grid():
     assert curve["share"].iloc[-1] == 1.0 and curve["dev"].iloc[-1] == 0.95
     assert {13, 538, 1344} <= set(curve["k"])  # the grid's shares are on the curve
     assert curve.set_index("k").loc[27, "dev"] == 0.8  # the search's own score where both ran
+
+
+def test_small_multiples_puts_one_legend_in_an_empty_cell_or_under_the_panels():
+    three = {f"task {i}": _scores() for i in range(3)}
+    rows, cols = plots.layout(3, min_width=3.3)
+    fig = plots.small_multiples(plots.plot_layer_scores, three, min_width=3.3)
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert len(legends) == 1  # one legend for all the panels
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 3 and not any(ax.get_legend() for ax in panels)
+    if rows * cols > 3:  # the grid's empty cell holds it
+        assert not fig.legends
+    fig = plots.small_multiples(plots.plot_layer_scores, {"a": _scores()}, min_width=3.3)
+    assert len(fig.legends) == 1 and len(fig.axes) == 1  # a full grid: under the panels

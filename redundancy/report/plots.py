@@ -107,10 +107,11 @@ def layout(n: int, min_width: float = 3.3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def panels(n: int, *, min_width: float = 3.3, height: float = 3.0):
+def panels(n: int, *, min_width: float = 3.3, height: float = 3.0, spare: bool = False):
     """A figure at the book's text width with ``n`` panels of at least ``min_width`` inches
     (rows of :func:`layout`, ``height`` inches each); returns ``(fig, axes)``, a list of
-    ``n`` Axes (the grid's unused cells are removed)."""
+    ``n`` Axes. The grid's unused cells are removed, or with ``spare`` returned too, hidden,
+    as ``(fig, axes, spares)`` (a place for the legend)."""
     import matplotlib.pyplot as plt
 
     rows, cols = layout(n, min_width)
@@ -120,8 +121,11 @@ def panels(n: int, *, min_width: float = 3.3, height: float = 3.0):
     )
     axes = list(grid.flat)
     for ax in axes[n:]:
-        ax.remove()
-    return fig, axes[:n]
+        if spare:
+            ax.axis("off")
+        else:
+            ax.remove()
+    return (fig, axes[:n], axes[n:]) if spare else (fig, axes[:n])
 
 
 def figure_legend(fig, ax=None, *, handles=None, labels=None, title=None):
@@ -158,13 +162,19 @@ def small_multiples(
     draw, items: dict, *, min_width: float = 3.3, height: float = 3.0, legend=True, **kwargs
 ):
     """One panel per item of ``items`` (``{title: data}``), drawn by ``draw(data, ax=ax,
-    title=title, legend=False, **kwargs)``, laid out by :func:`panels`, with one legend
-    under the panels (from the first panel) when ``legend``. Returns the figure."""
-    fig, axes = panels(len(items), min_width=min_width, height=height)
+    title=title, legend=False, **kwargs)``, laid out by :func:`panels`, with one legend (from
+    the first panel) when ``legend``: in the grid's first empty cell when the last row is not
+    full, else under the panels. Returns the figure."""
+    fig, axes, spares = panels(len(items), min_width=min_width, height=height, spare=True)
     for ax, (title, data) in zip(axes, items.items()):
         draw(data, ax=ax, title=title, legend=False, **kwargs)
-    if legend:
+    handles, labels = axes[0].get_legend_handles_labels()
+    if legend and handles and spares:
+        spares[0].legend(handles, labels, loc="center")
+    elif legend:
         figure_legend(fig, axes[0])
+    for ax in spares[1 if legend and handles else 0 :]:
+        ax.remove()
     return fig
 
 
