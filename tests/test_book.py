@@ -189,7 +189,7 @@ def tiny_book(tmp_path_factory):
     corpora = cache_root() / "corpora"
     if corpora.is_dir():  # the corpus is input data, not a result: share it
         (cache / "corpora").symlink_to(corpora)
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:  # the cache is this build's alone
         mp.setenv("REDUNDANCY_CACHE", str(cache))
         html = book.build_book(
             ROOT / "params" / "tiny.yaml",
@@ -197,7 +197,7 @@ def tiny_book(tmp_path_factory):
             html_dir=tmp_path / "html",
             progress=False,
         )
-        yield tmp_path, html
+    return tmp_path, html
 
 
 @pytest.mark.slow
@@ -402,3 +402,33 @@ def test_runner_bar_survives_chapter_weights_that_round_down():
         assert str(bar).endswith("]") and "858/858 s of work" in str(bar)
     finally:
         bar.close()
+
+
+def test_runner_removes_parameter_cells_and_folded_cells_that_show_nothing(tmp_path):
+    """The page holds no parameter cell (papermill's injected one names this machine's
+    result folder) and no "Show code cell" box that opens on nothing; cells with output and
+    visible cells stay as they are."""
+
+    def cell(source, tags, outputs=()):
+        c = nbformat.v4.new_code_cell(source)
+        c.metadata["tags"] = list(tags)
+        c.outputs = [nbformat.from_dict(o) for o in outputs]
+        return c
+
+    markdown = {"output_type": "display_data", "metadata": {}}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        cell("models = ['minilm']", ["parameters"]),
+        cell("results_dir = '/tmp/build/tiny/results'", ["injected-parameters"]),
+        cell("scores = steps.layer_probe_scores(...)", ["hide-input"]),
+        cell("Markdown('')", ["hide-input"], [{**markdown, "data": {"text/markdown": " "}}]),
+        cell("tables.show(x)", ["hide-input"], [{**markdown, "data": {"text/html": "<table/>"}}]),
+        cell("plt.show()", ["hide-input"], [{**markdown, "data": {"image/png": "iVBOR"}}]),
+        cell("Markdown(verdict)", ["remove-input"], [{**markdown, "data": {"text/plain": "x"}}]),
+        cell("x = 1", []),
+    ]
+    nbformat.write(nb, str(tmp_path / "in.ipynb"))
+    book._tag_cells(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
+    out = _read(tmp_path / "out.ipynb")
+    removed = ["remove-cell" in c.metadata.get("tags", []) for c in out.cells]
+    assert removed == [True, True, True, True, False, False, False, False]
