@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -96,18 +97,78 @@ def json_default(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+def shared_mode() -> int:
+    """The permissions a new file gets under the process's umask (``0o644`` under ``022``)."""
+    try:  # Linux tells the umask without changing it (no window for other threads)
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def share(path: str | os.PathLike) -> None:
+    """Give a file made by :func:`tempfile.mkstemp` (always ``0600``) the mode any other new
+    file would get, so files people share follow their umask."""
+    os.chmod(path, shared_mode())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never
+    see half a file; the file ends with the umask's mode, like any other new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        share(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode())
+
+
+@contextlib.contextmanager
+def entry_lock(path: str | os.PathLike, *, shared: bool = False, wait: bool = True):
+    """Hold an advisory lock (POSIX ``flock``) on the lock file ``path`` (created).
+
+    One lock per cache entry makes concurrent processes (book kernels, Dask workers, two
+    commands) build an entry once: the first builds it, the others wait and then find it.
+    ``shared=True`` takes a reader's lock (many readers, no builder); ``wait=False`` raises
+    :class:`BlockingIOError` at once when another process holds the lock. The lock dies
+    with its process, so a killed builder never leaves it held. A no-op without ``fcntl``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no cross-process lock
+        yield
+        return
+    flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, flags)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+VERIFY_ENV = "REDUNDANCY_VERIFY"
+"""Set to 1 to hash every cached file on every load instead of trusting the memo of its
+digest while its size and modification time are unchanged."""
+
+
+def verify_always() -> bool:
+    """Whether ``$REDUNDANCY_VERIFY`` asks for a full check of every cached file."""
+    return os.environ.get(VERIFY_ENV, "").lower() in ("1", "true", "yes")
 
 
 def check_choice(value, choices, *, name: str, caller: str):
@@ -244,27 +305,43 @@ def source_digest(*modules: str) -> str:
     return h.hexdigest()[:16]
 
 
-def file_digest(path: str | os.PathLike) -> str:
+def file_digest(path: str | os.PathLike, *, verify: bool | None = None) -> str:
     """SHA-256 of a file's bytes, memoised on disk by (absolute path, size, mtime).
 
     Hashing a 400 MB weight file takes about a second; the memo (``<cache>/identity``) makes
     the second call free, while a moved or re-installed file is simply hashed again and
-    gives the same digest.
+    gives the same digest. A file changed in place keeps its digest only while its size and
+    modification time are unchanged: ``verify=True`` (default: ``$REDUNDANCY_VERIFY``)
+    hashes the bytes whatever the memo says, which catches bit rot under the same mtime.
     """
     path = Path(path).resolve()
     st = path.stat()
     memo_key = stable_hash([str(path), st.st_size, st.st_mtime_ns], length=24)
     memo = cache_dir("identity") / f"{memo_key}.sha256"
+    trust = not (verify_always() if verify is None else verify)
+    if trust and (digest := _read_memo(memo)):
+        return digest
+    # concurrent callers hash a file once (one lock per file, whatever its versions)
+    with entry_lock(memo.parent / f"{stable_hash(str(path), length=24)}.lock"):
+        if trust and (digest := _read_memo(memo)):
+            return digest
+        digest = sha256_file(path)
+        atomic_write_text(memo, digest + "\n")
+    return digest
+
+
+def _read_memo(memo: Path) -> str | None:
     try:
         digest = memo.read_text().strip()
-        if len(digest) == 64:
-            return digest
     except OSError:
-        pass
+        return None
+    return digest if len(digest) == 64 else None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 4 MiB blocks (no memo)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    digest = h.hexdigest()
-    atomic_write_text(memo, digest + "\n")
-    return digest
+    return h.hexdigest()

@@ -169,9 +169,9 @@ def test_paired_bootstrap_equals_a_direct_resampling():
     y = rng.integers(0, 3, size=groups.size)
     R = np.where(rng.random((2, groups.size)) < 0.9, y, (y + 1) % 3)
     P = np.where(rng.random((2, groups.size)) < 0.8, y, (y + 2) % 3)
-    fast = paired_bootstrap(y, P, R, groups, n_resamples=200, random_state=4)
-    assert fast.shape == (200, 2)
-    np.testing.assert_allclose(fast, _naive_paired(y, P, R, groups, 200, 4), rtol=1e-12)
+    fast = paired_bootstrap(y, P, R, groups, n_resamples=100, random_state=4)
+    assert fast.shape == (100, 2)
+    np.testing.assert_allclose(fast, _naive_paired(y, P, R, groups, 100, 4), rtol=1e-12)
     # a 1-D reference serves every seed; another metric goes the slow way to the same place
     one = paired_bootstrap(y, P, R[0], groups, n_resamples=50, random_state=4)
     np.testing.assert_allclose(one[:, 0], fast[:50, 0], rtol=1e-12)
@@ -237,3 +237,37 @@ def test_score_noise_matches_the_binomial_standard_error():
     noise = score_noise(y, pg, groups, n_resamples=2000)
     assert noise == pytest.approx(np.sqrt(0.75 * 0.25 / 400), rel=0.15)
     assert score_noise(y, y) == 0.0
+
+
+def test_sentence_control_labels_follow_the_words_and_generalise():
+    from sklearn.linear_model import LogisticRegression
+
+    from redundancy.analysis.controls import sentence_control_labels
+
+    rng = np.random.default_rng(5)
+    vocab = [f"w{i}" for i in range(60)]
+    make = lambda k: [list(rng.choice(vocab, size=rng.integers(3, 9))) for _ in range(k)]  # noqa: E731
+    train, test = make(1500), make(500)
+    p = np.array([0.5, 0.3, 0.2])
+    y_train = sentence_control_labels(train, p)
+    assert np.allclose(np.bincount(y_train, minlength=3) / len(train), p, atol=0.01)
+    y_test = sentence_control_labels(test, p, reference=train)
+    # a function of the bag of words: order does not matter, the seed does
+    shuffled = [list(reversed(s)) for s in test]
+    np.testing.assert_array_equal(sentence_control_labels(shuffled, p, reference=train), y_test)
+    assert (
+        np.mean(sentence_control_labels(test, p, reference=train, random_state=1) != y_test) > 0.3
+    )
+    # and it generalises: a linear probe on word counts beats the majority class on new text
+    index = {w: i for i, w in enumerate(vocab)}
+
+    def bag(sents):
+        out = np.zeros((len(sents), len(vocab)))
+        for r, s in enumerate(sents):
+            np.add.at(out[r], [index[w] for w in s], 1.0 / len(s))
+        return out
+
+    clf = LogisticRegression(C=100.0, max_iter=2000).fit(bag(train), y_train)
+    assert clf.score(bag(test), y_test) > np.mean(y_test == 0) + 0.2
+    with pytest.raises(ValueError, match="probability vector"):
+        sentence_control_labels(train, [0.5, 0.6])

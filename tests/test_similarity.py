@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from redundancy.analysis import cka_checks as checks
+from redundancy.analysis import _cka_stats
 from redundancy.analysis import similarity as sim
 from redundancy.analysis.similarity import (
     Moments,
@@ -293,13 +293,13 @@ def test_debiased_cka_matches_the_gram_reference():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 6))
     Y = X @ rng.standard_normal((6, 9)) + rng.standard_normal((40, 9)) + 3.0  # uncentred
-    assert checks.debiased_cka(X, Y) == pytest.approx(_song_cka(X, Y), rel=1e-10)
-    assert checks.debiased_cka(X, X @ rng.standard_normal((6, 6))) < 1.0
+    assert sim.debiased_cka(X, Y) == pytest.approx(_song_cka(X, Y), rel=1e-10)
+    assert sim.debiased_cka(X, X @ rng.standard_normal((6, 6))) < 1.0
     Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
-    assert checks.debiased_cka(X, 2.5 * X @ Q) == pytest.approx(1.0, abs=1e-12)
-    assert checks.debiased_cka(X, np.ones((40, 3))) == 0.0
+    assert sim.debiased_cka(X, 2.5 * X @ Q) == pytest.approx(1.0, abs=1e-12)
+    assert sim.debiased_cka(X, np.ones((40, 3))) == 0.0
     with pytest.raises(ValueError, match="at least 4"):
-        checks.debiased_cka(X[:3], Y[:3])
+        sim.debiased_cka(X[:3], Y[:3])
 
 
 def test_debiased_cka_removes_the_bias_of_few_instances():
@@ -308,7 +308,7 @@ def test_debiased_cka_removes_the_bias_of_few_instances():
     for _ in range(5):
         X, Y = rng.standard_normal((100, 500)), rng.standard_normal((100, 500))
         lin.append(sim.linear_cka(X, Y))
-        deb.append(checks.debiased_cka(X, Y))
+        deb.append(sim.debiased_cka(X, Y))
     assert min(lin) > 0.75  # independent, yet linear CKA says "similar"
     assert max(np.abs(deb)) < 0.06 and abs(np.mean(deb)) < 0.02
 
@@ -340,9 +340,9 @@ def test_weighted_hsic_is_the_u_statistic_over_distinct_source_rows():
     Kt, Lt = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
     W = np.vstack([np.ones(n), w])
     V = np.vstack([W, W * W]).astype(np.float32)
-    biased, unbiased = checks._pair_hsic(
+    biased, unbiased = _cka_stats._pair_hsic(
         Kt.astype(np.float32), Lt.astype(np.float32), np.diag(K), np.diag(L),
-        Kt @ W.T, Lt @ W.T, W, W * W, V, checks._weight_moments(W),
+        Kt @ W.T, Lt @ W.T, W, W * W, V, _cka_stats._weight_moments(W),
     )  # fmt: skip
     assert unbiased[1] == pytest.approx(brute, rel=1e-5)
     assert unbiased[0] == pytest.approx(_song_hsic(K, L), rel=1e-5)  # weights 1: Song
@@ -363,7 +363,7 @@ def test_cka_uncertainty_point_values_intervals_and_null():
     rng = np.random.default_rng(3)
     n, h = 500, 20
     X = _layers(n, h, rng).astype(np.float32)
-    out = checks.cka_uncertainty(X, 5, n_instances=300, n_resamples=100, n_permutations=40)
+    out = sim.cka_uncertainty(X, 5, n_instances=300, n_resamples=100, n_permutations=40)
     keys = ("linear", "debiased", "linear_low", "linear_high", "debiased_low",
             "debiased_high", "null_high", "null_mean")  # fmt: skip
     for key in keys:
@@ -374,12 +374,8 @@ def test_cka_uncertainty_point_values_intervals_and_null():
     S = X[rows].astype(np.float64)
     blocks = [S[:, i * h : (i + 1) * h] for i in range(5)]
     assert out["linear"][0, 1] == pytest.approx(sim.linear_cka(blocks[0], blocks[1]), rel=1e-4)
-    assert out["debiased"][0, 1] == pytest.approx(
-        checks.debiased_cka(blocks[0], blocks[1]), rel=1e-4
-    )
-    assert out["debiased"][0, 3] == pytest.approx(
-        checks.debiased_cka(blocks[0], blocks[3]), abs=1e-4
-    )
+    assert out["debiased"][0, 1] == pytest.approx(sim.debiased_cka(blocks[0], blocks[1]), rel=1e-4)
+    assert out["debiased"][0, 3] == pytest.approx(sim.debiased_cka(blocks[0], blocks[3]), abs=1e-4)
     # planted: layer 2 is layer 0 rotated -> 1; layer 4 constant -> 0 off the diagonal
     assert out["debiased"][0, 2] == pytest.approx(1.0, abs=1e-5)
     assert out["linear"][0, 2] == pytest.approx(1.0, abs=1e-5)
@@ -401,9 +397,9 @@ def test_cka_uncertainty_bootstrap_of_the_debiased_estimator_is_not_pushed_up():
     # (duplicated rows' self-pairs excluded), linear CKA's resamples would not
     rng = np.random.default_rng(4)
     X = rng.standard_normal((200, 2 * 100)).astype(np.float32)
-    out = checks.cka_uncertainty(X, 2, n_instances=200, n_resamples=200, n_permutations=0)
+    out = sim.cka_uncertainty(X, 2, n_instances=200, n_resamples=200, n_permutations=0)
     assert out["debiased_low"][0, 1] < 0 < out["debiased_high"][0, 1]
     assert out["debiased_high"][0, 1] < 0.06
     assert np.all(out["null_high"] == 0) and np.all(out["null_mean"] == 0)
     with pytest.raises(ValueError, match="n_instances"):
-        checks.cka_uncertainty(X, 2, n_instances=3)
+        sim.cka_uncertainty(X, 2, n_instances=3)

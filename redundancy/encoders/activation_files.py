@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_text, check_choice
+from .._utils import atomic_write_text, check_choice, share
 from ..data.base import Task
 from .extract import Activations
 
@@ -144,6 +144,7 @@ class _Output:
         self.final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.final.parent, prefix=".acts.", suffix=".npy")
         os.close(fd)
+        share(tmp)  # mkstemp makes 0600; the array ends with the umask's mode
         self.tmp = Path(tmp)
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=shape)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._utils import cache_dir as _cache_dir
-from .._utils import progress_bar, resolve_device, source_digest, stable_hash
+from .._utils import entry_lock, progress_bar, resolve_device, source_digest, stable_hash
 from ..constraints import check
 from ..data.base import Task
 from .alignment import (
@@ -38,7 +38,7 @@ from .alignment import (
     sentence_plan,
     token_plan,
 )
-from .store import Activations, ActivationStore, CacheError, folder_lock, slug
+from .store import Activations, ActivationStore, CacheError, slug
 
 __all__ = ["Activations", "extract", "extraction_key"]
 
@@ -142,7 +142,7 @@ def extract(
     store = ActivationStore(
         _folder(root, model, path, f"{task.level}-{split}-{key}"), key, shape, dtype
     )
-    with folder_lock(store.folder):  # one writer per cache folder across processes
+    with entry_lock(store.folder / ".lock"):  # one writer per cache folder across processes
         found = _load(store)
         if found is None:
             options = {

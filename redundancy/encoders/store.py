@@ -148,22 +148,6 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-@contextlib.contextmanager
-def folder_lock(folder: Path):
-    """Exclusive advisory lock on a cache folder (POSIX); a no-op where ``fcntl`` is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no cross-process lock
-        yield
-        return
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class ActivationStore:
     """One cache folder of activations.
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._utils import atomic_write_text, stable_hash
+from .._utils import atomic_write_text, entry_lock, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -571,6 +571,26 @@ def build_book(
     cfg = Config.from_yaml(params_path)
     cfg.check_inputs()
     out_dir = Path(build_dir or BUILD_DIR).resolve() / params_path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:  # a second book on the same parameters is refused, not run on top of the first
+            stack.enter_context(entry_lock(out_dir / ".book.lock", wait=False))
+        except BlockingIOError:
+            raise RuntimeError(
+                f"Another book on {params_path.name} is being built from this checkout (it "
+                f"holds {out_dir / '.book.lock'}); wait for it to end, or pass another build "
+                "folder."
+            ) from None
+        return _build_locked(
+            cfg, out_dir, only, build_html, force, html_dir, notebooks_dir, book_dir, strict,
+            progress,
+        )  # fmt: skip
+
+
+def _build_locked(
+    cfg, out_dir, only, build_html, force, html_dir, notebooks_dir, book_dir, strict, progress
+) -> Path:
+    """:func:`build_book` once it holds the lock of its build folder."""
     results_dir = out_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     parameters = cfg.to_dict()
@@ -597,9 +617,11 @@ def build_book(
     html = run_jupyter_book(source, strict=strict)
     final = Path(html_dir) if html_dir else Path(book_dir or BOOK_DIR) / "_build" / "html"
     if final.resolve() != html.resolve():
-        if final.exists():
-            shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(html, final)
+        # books on other parameter files share this folder: one copies at a time
+        with entry_lock(final.parent / f".{final.name}.lock"):
+            if final.exists():
+                shutil.rmtree(final)
+            shutil.copytree(html, final)
     print(f"Book built in {time.perf_counter() - start:.1f} s: {final / 'index.html'}")
     return final

@@ -6,7 +6,8 @@ arrays). The key hashes the step's name, its inputs (features, parameters, ...) 
 source digest of the module that computes it together with everything that module imports
 from the library (:func:`redundancy._utils.source_digest`), so changing a step's body, or any
 library function it calls, recomputes its results. On load the envelope is parsed, its key
-compared, the array file's SHA-256 checked and the payload validated by the step's own
+compared, the SHA-256 of the payload (the values themselves: an edited number or a dropped
+row shows) and of the array file checked, and the payload validated by the step's own
 check; a damaged or incomplete result is reported with a warning naming the file and
 rebuilt. A lock per key makes concurrent processes (book kernels, Dask workers) build an
 entry once: the second one waits and then reads it.
@@ -18,7 +19,6 @@ recomputed once; :func:`recompute_from_now` does the same for the current proces
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -35,6 +35,7 @@ from .._utils import (
     announce,
     atomic_write_text,
     cache_dir,
+    entry_lock,
     json_default,
     source_digest,
     stable_hash,
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["RESULT_FORMAT", "cached", "result_key", "recompute_from_now"]
 
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3
 """Version of the envelope written around every result."""
 
 KINDS = ("json", "table", "arrays")
@@ -112,7 +113,7 @@ def cached(
         raise ValueError(f"The 'kind' parameter of cached must be one of {KINDS}. Got {kind!r}.")
     key = result_key(step, inputs, code)
     path = cache_dir("results") / step / f"{key}.json"
-    with _lock(path):
+    with entry_lock(path.with_suffix(".lock")):
         try:
             return _load(path, key, kind, check)
         except FileNotFoundError:
@@ -127,22 +128,6 @@ def cached(
         if check is not None:
             check(value)
         return _load(path, key, kind, None)
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load(path: Path, key: str, kind: str, check):
@@ -168,10 +153,18 @@ def _load(path: Path, key: str, kind: str, check):
     return value
 
 
+def _payload_digest(payload) -> str:
+    """SHA-256 of a payload as parsed from JSON (keys sorted): what the envelope seals."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _decode(path: Path, envelope: dict, kind: str):
     if "payload" not in envelope:
         raise DamagedResult("no payload")
     payload = envelope["payload"]
+    if envelope.get("sha256") != _payload_digest(payload):
+        raise DamagedResult("its values do not match their checksum")
     if kind == "json":
         return payload
     if kind == "table":
@@ -216,6 +209,8 @@ def _store(path: Path, key: str, step: str, inputs: dict, kind: str, value) -> N
         }
     else:
         payload = value
+    # sealed as a reader will parse it back (numpy scalars, tuples and int keys become JSON)
+    payload = json.loads(json.dumps(payload, default=json_default))
     envelope = {
         "format": RESULT_FORMAT,
         "key": key,
@@ -223,6 +218,7 @@ def _store(path: Path, key: str, step: str, inputs: dict, kind: str, value) -> N
         "kind": kind,
         "created": time.time(),
         "inputs": inputs,
+        "sha256": _payload_digest(payload),
         "payload": payload,
     }
     atomic_write_text(path, json.dumps(envelope, default=json_default))

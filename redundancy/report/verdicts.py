@@ -321,7 +321,7 @@ def deviations(cfg, chapter: str | None = None) -> str:
         seeds = "one seed" if cfg.n_seeds == 1 else f"{cfg.n_seeds} seeds"
         beyond.append(f"{seeds} per headline number (the paper reports single unseeded runs)")
     if cfg.control_tasks and _applies("controls", chapter):
-        beyond.append("control tasks and selectivity for token tasks")
+        beyond.append("control tasks and selectivity")
     if cfg.n_bootstrap and _applies("bootstrap", chapter):
         beyond.append(
             f"{cfg.n_bootstrap:,} bootstrap resamples of the evaluation sentences behind every "

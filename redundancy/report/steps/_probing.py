@@ -32,24 +32,43 @@ class ProbeData:
         """Task labels of a split, or its control-task labels (Hewitt & Liang)."""
         if not control:
             return self.acts[split].labels
-        from ...analysis.controls import control_labels, label_distribution, task_types
+        from ...analysis.controls import (
+            control_labels,
+            label_distribution,
+            sentence_control_labels,
+            task_types,
+        )
 
         dist = label_distribution(self.acts["train"].labels, self.task.n_classes)
+        if self.task.level == "sentence":
+            # a per-sentence random label cannot generalise (every sentence is its own
+            # type); this control is a fixed function of the words, so it can
+            return sentence_control_labels(
+                _words(self.task.split(split).sentences),
+                dist,
+                reference=_words(self.task.split("train").sentences),
+                random_state=seed,
+            )
         return control_labels(task_types(self.task, split), dist, random_state=seed)
 
 
-def controls_apply(data: ProbeData, cfg: Config) -> bool:
-    """Whether the run trains control-task probes for this task: asked for, a classification
-    task, and token-level. A sentence is its own word type, so a per-type control cannot
-    generalise to unseen sentences; sentence tasks report the gain over the majority class
-    instead."""
-    from ...data.tasks import task_level
+def _words(instances) -> list[list[str]]:
+    """The words of each sentence-task instance: its text (both texts of a pair) split on
+    whitespace, or its tokens when already split."""
+    out = []
+    for inst in instances:
+        parts = [inst] if isinstance(inst, str) else list(inst)
+        out.append([w for p in parts for w in (p.split() if isinstance(p, str) else [p])])
+    return out
 
-    return bool(
-        cfg.control_tasks
-        and data.task.kind == "classification"
-        and task_level(data.task.name) == "token"
-    )
+
+def controls_apply(data: ProbeData, cfg: Config) -> bool:
+    """Whether the run trains control-task probes for this task: asked for and a
+    classification task. Token tasks use Hewitt and Liang's per-word-type control; sentence
+    tasks a control that is a fixed random function of the sentence's words
+    (:func:`redundancy.analysis.controls.sentence_control_labels`), which can generalise to
+    unseen sentences as a per-sentence label cannot."""
+    return bool(cfg.control_tasks and data.task.kind == "classification")
 
 
 def probe_data(model: str, task_name: str, cfg: Config) -> ProbeData:

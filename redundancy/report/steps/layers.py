@@ -62,13 +62,13 @@ def cka_uncertainty(
 ) -> dict:
     """Linear and debiased CKA between every pair of layers on a sample of the split's
     instances, their bootstrap intervals and a permutation null
-    (:func:`redundancy.analysis.cka_checks.cka_uncertainty`); arrays ``(L, L)``."""
-    from ...analysis import cka_checks
+    (:func:`redundancy.analysis.similarity.cka_uncertainty`); arrays ``(L, L)``."""
+    from ...analysis import similarity
     from ..chapters import CKA_INSTANCES, CKA_RESAMPLES
 
     def compute():
         acts = get_activations(model, task_name, split, cfg, finetuned=finetuned)
-        return cka_checks.cka_uncertainty(
+        return similarity.cka_uncertainty(
             acts.X,
             acts.n_layers,
             n_instances=CKA_INSTANCES,

@@ -1,10 +1,10 @@
-"""CKA a reader can trust: the debiased (unbiased-HSIC) estimator and, on a sample of
-instances, bootstrap intervals and a permutation null for every pair of layers.
+"""Debiased CKA and the uncertainty of CKA between layers (exported by :mod:`.similarity`).
 
-Linear CKA estimated from few instances and many features is biased upwards; the debiased
-estimator removes that bias (and can come out slightly below 0 for unrelated layers). The
-book's chapter 2 shows both, with their intervals and the null, beside the streaming linear
-CKA of :mod:`redundancy.analysis.similarity`.
+* :func:`debiased_cka` -- linear CKA from the unbiased HSIC estimator (Song et al., 2012),
+  in feature space.
+* :func:`cka_uncertainty` -- linear and debiased CKA between every pair of layers on a
+  subsample, bootstrap intervals over instances and a permutation null, from one Gram
+  matrix per layer.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import time
 
 import numpy as np
 
-from .similarity import _check_layers, _flat_view
-
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("redundancy.analysis.similarity")
 
 __all__ = ["cka_uncertainty", "debiased_cka"]
+
 
 # ---------------------------------------------------------------- debiased CKA
 
@@ -37,7 +36,7 @@ def _debiased_hsic_features(cross_sq, a, b, n: int) -> float:
 def debiased_cka(X, Y) -> float:
     """Linear CKA with the unbiased HSIC estimator (Song et al., 2012; Nguyen et al., 2021).
 
-    Linear CKA (:func:`linear_cka`) uses the biased HSIC estimator ``tr(K_c L_c)``, whose
+    Linear CKA (:func:`~redundancy.analysis.similarity.linear_cka`) uses the biased HSIC estimator ``tr(K_c L_c)``, whose
     bias grows with the number of features relative to the number of instances: two
     *independent* random representations of 100 instances with 500 features each have a
     linear CKA near 0.8. The unbiased estimator leaves out the diagonal of the Gram
@@ -141,47 +140,6 @@ def _ratio(num, da, db):
     return out
 
 
-def _check_counts(caller: str, **counts) -> None:
-    """Each ``name=(value, lowest)`` must be an int of at least ``lowest``."""
-    for name, (value, low) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(
-                f"The {name!r} parameter of {caller} must be an int >= {low}. "
-                f"Got {value!r} instead."
-            )
-
-
-def _zero_diagonal_grams(S: np.ndarray, L: int, h: int):
-    """Each layer's Gram matrix of the centred subsample ``S`` (float32, diagonal set to 0:
-    an instance with itself is left out) and its diagonal (float64)."""
-    m = S.shape[0]
-    grams = np.empty((L, m, m), dtype=np.float32)
-    kd = np.empty((L, m))
-    for layer in range(L):
-        Z = np.ascontiguousarray(S[:, layer * h : (layer + 1) * h], dtype=np.float32)
-        G = grams[layer]
-        np.matmul(Z, Z.T, out=G)
-        kd[layer] = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
-        G.flat[:: m + 1] = 0.0
-    return grams, kd
-
-
-def _point_and_intervals(lin: np.ndarray, deb: np.ndarray, confidence: float) -> dict:
-    """Point values (weighting 0) and percentile intervals (the resamples) of linear and
-    debiased CKA; linear CKA's interval re-centred by its bootstrap shift."""
-    alpha = (1.0 - confidence) / 2.0
-    out = {"linear": lin[..., 0].copy(), "debiased": deb[..., 0].copy()}
-    for key, vals in (("linear", lin[..., 1:]), ("debiased", deb[..., 1:])):
-        lo, hi = np.quantile(vals, [alpha, 1.0 - alpha], axis=-1)
-        if key == "linear":
-            # duplicated rows shift linear CKA's resamples upward (see cka_uncertainty): the
-            # interval is re-centred by the bootstrap estimate of that shift
-            shift = vals.mean(axis=-1) - out[key]
-            lo, hi = np.clip(lo - shift, 0.0, 1.0), np.clip(hi - shift, 0.0, 1.0)
-        out[f"{key}_low"], out[f"{key}_high"] = lo, hi
-    return out
-
-
 def cka_uncertainty(
     X,
     n_layers: int | None = None,
@@ -197,7 +155,7 @@ def cka_uncertainty(
     On a random subsample of ``n_instances`` rows (read in sorted order, so a memory map
     reads only those rows) this gives, for every pair of layers,
 
-    * ``"linear"`` -- linear CKA (:func:`linear_cka`; biased upward when instances are few
+    * ``"linear"`` -- linear CKA (:func:`~redundancy.analysis.similarity.linear_cka`; biased upward when instances are few
       relative to features);
     * ``"debiased"`` -- CKA from the unbiased HSIC estimator (:func:`debiased_cka`). It is
       near 0 for unrelated layers and, being a ratio of unbiased estimates, can be
@@ -235,8 +193,10 @@ def cka_uncertainty(
     Cost: per layer one ``n_instances``-square float32 Gram matrix (16 MB at 2,000); per
     pair one product of the Grams' element-wise product with the ``2 (n_resamples + 1)``
     resample weightings; per permutation a gather of each permuted Gram's upper half and
-    one ``(n_layers, n_layers)`` product over it. The permutations dominate at the
-    defaults (see ``docs/DESIGN.md`` for measured times).
+    one ``(n_layers, n_layers)`` product over it. Measured on 2 CPU cores shared with
+    other jobs (load 9-12), 2,000 instances: 7 layers x 384 took 7.5 s for 200 resamples
+    and 0.6 s a permutation; 13 x 768 took 34 s for 200 resamples and 0.8 s a
+    permutation.
 
     Parameters
     ----------
@@ -248,9 +208,10 @@ def cka_uncertainty(
         Rows used (all rows when there are fewer); at least 4.
     n_resamples, n_permutations : int, default=200
         Bootstrap resamples (at least 1) and permutations (0 skips the permutation null;
-        ``null_high`` and ``null_mean`` are then zeros). The null costs about as much per
-        permutation as the bootstrap per 10 resamples; 50 permutations (100 draws a pair)
-        already place its 95th percentile well for display.
+        ``null_high`` and ``null_mean`` are then zeros). At 2,000 instances a permutation
+        costs several resamples (it touches every entry of every Gram matrix), so the null
+        dominates the time at the defaults; fewer permutations (each gives two draws a
+        pair) trade the precision of ``null_high`` for time.
     random_state : int, default=0
         Seeds the subsample, the resamples and the permutations.
     confidence : float, default=0.95
@@ -263,16 +224,21 @@ def cka_uncertainty(
         row indices, int64).
     """
     from ..constraints import check
+    from .similarity import _check_layers, _flat_view
 
     caller = "cka_uncertainty"
     X2, inferred = _flat_view(X, caller=caller)
     n_layers = _check_layers(X2.shape[1], n_layers or inferred, caller=caller)
-    _check_counts(
-        caller,
-        n_instances=(n_instances, 4),
-        n_resamples=(n_resamples, 1),
-        n_permutations=(n_permutations, 0),
-    )
+    for name, value, low in (
+        ("n_instances", n_instances, 4),
+        ("n_resamples", n_resamples, 1),
+        ("n_permutations", n_permutations, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(
+                f"The {name!r} parameter of {caller} must be an int >= {low}. "
+                f"Got {value!r} instead."
+            )
     confidence = check("confidence", confidence, caller)
     n, d = X2.shape
     m = min(int(n_instances), n)
@@ -285,30 +251,12 @@ def cka_uncertainty(
     S -= S.mean(axis=0)
     L, h = n_layers, d // n_layers
 
-    grams, kd = _zero_diagonal_grams(S, L, h)
+    grams, kd = _zero_diagonal_grams(S, L)
     del S
-
     counts = rng.multinomial(m, np.full(m, 1.0 / m), size=int(n_resamples))
-    W = np.vstack([np.ones((1, m)), counts]).astype(np.float32)  # row 0: the subsample
-    W2 = W * W
-    V = np.vstack([W, W2])
-    Wd, W2d = W.astype(np.float64), W2.astype(np.float64)
-    p = _weight_moments(W)
-    KW = [(grams[layer] @ W.T).astype(np.float64) for layer in range(L)]
-
-    biased = np.empty((L, L, W.shape[0]))
-    unbiased = np.empty((L, L, W.shape[0]))
-    for a in range(L):
-        for b in range(a, L):
-            bb, ub = _pair_hsic(grams[a], grams[b], kd[a], kd[b], KW[a], KW[b], Wd, W2d, V, p)
-            biased[a, b] = biased[b, a] = bb
-            unbiased[a, b] = unbiased[b, a] = ub
+    biased, unbiased = _all_pairs_hsic(grams, kd, counts)
     diag = np.arange(L)
-    lin = _ratio(biased, biased[diag, diag][:, None], biased[diag, diag][None, :])
-    deb = _ratio(unbiased, unbiased[diag, diag][:, None], unbiased[diag, diag][None, :])
-    lin[diag, diag] = 1.0
-    deb[diag, diag] = 1.0
-    out = _point_and_intervals(lin, deb, confidence)
+    out = _cka_summaries(biased, unbiased, confidence)
     t_boot = time.perf_counter() - t0
 
     out["null_high"], out["null_mean"] = _permutation_null(
@@ -326,6 +274,60 @@ def cka_uncertainty(
         n_permutations,
         time.perf_counter() - t0 - t_boot,
     )
+    return out
+
+
+def _zero_diagonal_grams(S, n_layers: int):
+    """Per layer the float32 Gram matrix of the centred rows ``S`` with its diagonal set to
+    zero (``K~``: an instance compared with itself left out), and that diagonal (float64)."""
+    m, h = S.shape[0], S.shape[1] // n_layers
+    grams = np.empty((n_layers, m, m), dtype=np.float32)
+    kd = np.empty((n_layers, m))
+    for layer in range(n_layers):
+        Z = np.ascontiguousarray(S[:, layer * h : (layer + 1) * h], dtype=np.float32)
+        np.matmul(Z, Z.T, out=grams[layer])
+        kd[layer] = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
+        grams[layer].flat[:: m + 1] = 0.0
+    return grams, kd
+
+
+def _all_pairs_hsic(grams, kd, counts):
+    """Biased and unbiased HSIC of every pair of layers, ``(L, L, 1 + n_resamples)``:
+    weighting 0 is the subsample itself, the others the bootstrap counts."""
+    L, m, _ = grams.shape
+    W = np.vstack([np.ones((1, m)), counts]).astype(np.float32)
+    W2 = W * W
+    V = np.vstack([W, W2])
+    Wd, W2d = W.astype(np.float64), W2.astype(np.float64)
+    p = _weight_moments(W)
+    KW = [(grams[layer] @ W.T).astype(np.float64) for layer in range(L)]
+    biased = np.empty((L, L, W.shape[0]))
+    unbiased = np.empty((L, L, W.shape[0]))
+    for a in range(L):
+        for b in range(a, L):
+            bb, ub = _pair_hsic(grams[a], grams[b], kd[a], kd[b], KW[a], KW[b], Wd, W2d, V, p)
+            biased[a, b] = biased[b, a] = bb
+            unbiased[a, b] = unbiased[b, a] = ub
+    return biased, unbiased
+
+
+def _cka_summaries(biased, unbiased, confidence: float) -> dict:
+    """Point values and bootstrap intervals of both CKAs from the HSIC tables."""
+    diag = np.arange(biased.shape[0])
+    lin = _ratio(biased, biased[diag, diag][:, None], biased[diag, diag][None, :])
+    deb = _ratio(unbiased, unbiased[diag, diag][:, None], unbiased[diag, diag][None, :])
+    lin[diag, diag] = 1.0
+    deb[diag, diag] = 1.0
+    alpha = (1.0 - confidence) / 2.0
+    out = {"linear": lin[..., 0].copy(), "debiased": deb[..., 0].copy()}
+    for key, vals in (("linear", lin[..., 1:]), ("debiased", deb[..., 1:])):
+        lo, hi = np.quantile(vals, [alpha, 1.0 - alpha], axis=-1)
+        if key == "linear":
+            # duplicated rows shift linear CKA's resamples upward (see cka_uncertainty):
+            # the interval is re-centred by the bootstrap estimate of that shift
+            shift = vals.mean(axis=-1) - out[key]
+            lo, hi = np.clip(lo - shift, 0.0, 1.0), np.clip(hi - shift, 0.0, 1.0)
+        out[f"{key}_low"], out[f"{key}_high"] = lo, hi
     return out
 
 
