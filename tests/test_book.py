@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -176,25 +177,35 @@ def test_runner_lists_missing_inputs_before_running(tmp_path):
     assert not (tmp_path / "paper").exists()
 
 
-@pytest.mark.slow
-def test_every_notebook_runs_and_the_book_builds(tmp_path, monkeypatch):
-    """End to end on params/tiny.yaml with an empty result cache: papermill runs all
-    chapters, jupyter-book builds, a second run reuses everything, and a mistyped papermill
-    parameter is refused."""
+@pytest.fixture(scope="module")
+def tiny_book(tmp_path_factory):
+    """The book of params/tiny.yaml, built once for this module with an empty result cache:
+    ``(build folder, HTML folder)``."""
     from redundancy._utils import cache_root
 
+    tmp_path = tmp_path_factory.mktemp("tiny-book")
     cache = tmp_path / "cache"
     cache.mkdir()
     corpora = cache_root() / "corpora"
     if corpora.is_dir():  # the corpus is input data, not a result: share it
         (cache / "corpora").symlink_to(corpora)
-    monkeypatch.setenv("REDUNDANCY_CACHE", str(cache))
-    html = book.build_book(
-        ROOT / "params" / "tiny.yaml",
-        build_dir=tmp_path,
-        html_dir=tmp_path / "html",
-        progress=False,
-    )
+    with pytest.MonkeyPatch.context() as mp:  # the cache is this build's alone
+        mp.setenv("REDUNDANCY_CACHE", str(cache))
+        html = book.build_book(
+            ROOT / "params" / "tiny.yaml",
+            build_dir=tmp_path,
+            html_dir=tmp_path / "html",
+            progress=False,
+        )
+    return tmp_path, html
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_and_the_book_builds(tiny_book):
+    """End to end on params/tiny.yaml with an empty result cache: papermill runs all
+    chapters, jupyter-book builds, a second run reuses everything, and a mistyped papermill
+    parameter is refused."""
+    tmp_path, html = tiny_book
     assert (html / "index.html").is_file()
     for nb in NOTEBOOKS:
         page = html / f"{nb.stem}.html"
@@ -237,6 +248,115 @@ def test_every_notebook_runs_and_the_book_builds(tmp_path, monkeypatch):
             kernel_name=book.ensure_kernel(tmp_path / "jupyter"),
             progress_bar=False,
         )
+
+
+# What a reader must not meet on a page: the build machine, template and code names, and
+# boxes that open on nothing.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|work|home|root|Users|var|private|opt|mnt)/")
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
+_PLURAL_HACK = re.compile(r"\w\(s\)")
+
+
+def page_problems(page: Path) -> list[str]:
+    """Everything on one rendered page of the book that shows the machinery: absolute paths,
+    ``{{`` template variables, parameter names in code type in the prose, "(s)" plurals,
+    snake_case table headers, code boxes whose output is empty, and figures wider than the
+    text column (they would shrink, and their text with them)."""
+    from bs4 import BeautifulSoup
+    from PIL import Image
+
+    from redundancy.report import plots
+
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    main = soup.find("main") or soup.body
+    problems = []
+    text = main.get_text(" ")
+    for hit in _ABSOLUTE_PATH.finditer(text):
+        problems.append(f"absolute path: {text[hit.start() : hit.start() + 60]!r}")
+    if "{{" in text:
+        problems.append(f"template variable: {text[text.index('{{') :][:40]!r}")
+    for hit in _PLURAL_HACK.finditer(text):
+        problems.append(f"(s) plural: {text[max(0, hit.start() - 20) : hit.end()]!r}")
+    names = set(Config.parameter_names())
+    for code in main.find_all("code"):
+        if code.find_parent("div", class_="cell_input") or code.find_parent("pre"):
+            continue
+        if code.get_text().strip() in names:
+            problems.append(f"parameter name in the prose: {code.get_text().strip()!r}")
+    for th in main.find_all("th"):
+        header = th.get_text(" ").strip()
+        if _SNAKE_CASE.match(header):
+            problems.append(f"code name as a table header: {header!r}")
+    for cell in main.find_all("div", class_="cell"):
+        classes = set(cell.get("class", []))
+        folded = {"tag_hide-input", "tag_hide-cell", "tag_hide-output"} & classes
+        output = cell.find("div", class_="cell_output")
+        shown = output is not None and (output.get_text().strip() or output.find("img"))
+        if folded and not shown:
+            first = cell.get_text(" ").strip()[:50]
+            problems.append(f"a folded code box with nothing under it: {first!r}")
+    for img in main.select(".cell_output img"):
+        path = page.parent / img["src"]
+        width = Image.open(path).size[0]
+        if width > plots.CONTENT_WIDTH_PX:
+            problems.append(
+                f"figure {img['src']} is {width} px wide, the text column "
+                f"{plots.CONTENT_WIDTH_PX} px: it would shrink"
+            )
+    return problems
+
+
+def test_page_problems_finds_what_it_looks_for(tmp_path):
+    """The scan can fail: a planted page with each problem once, and a clean one."""
+    from PIL import Image
+
+    Image.new("RGB", (2000, 10)).save(tmp_path / "wide.png")
+    Image.new("RGB", (300, 10)).save(tmp_path / "narrow.png")
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<html><body><main>"
+        "<p>results in /tmp/build/tiny/results and /work/main/x</p>"
+        "<p>the paper's {{ redundant_neurons }}, with δ = <code>delta</code>, 3 seed(s)</p>"
+        "<table><tr><th>n_features</th><th>features</th></tr></table>"
+        '<div class="cell tag_hide-input"><div class="cell_input">x = 1</div></div>'
+        '<div class="cell tag_hide-input"><div class="cell_output"><img src="wide.png"></div></div>'
+        "</main></body></html>"
+    )
+    found = page_problems(bad)
+    for what in (
+        "/tmp/build",
+        "/work/main",
+        "template variable",
+        "'delta'",
+        "seed(s)",
+        "'n_features'",
+        "nothing under it",
+        "wide.png",
+    ):
+        assert any(what in p for p in found), (what, found)
+    assert len(found) == 8, found
+    good = tmp_path / "good.html"
+    good.write_text(
+        "<html><body><main><p>run with <code>params/tiny.yaml</code>, 3 seeds</p>"
+        "<table><tr><th>features</th><th>training time (s)</th></tr></table>"
+        '<div class="cell tag_hide-input"><div class="cell_output"><img src="narrow.png"></div></div>'
+        '<div class="cell tag_remove-input"><div class="cell_output"><p>text</p></div></div>'
+        "</main></body></html>"
+    )
+    assert page_problems(good) == []
+
+
+@pytest.mark.slow
+def test_the_rendered_book_shows_no_machinery(tiny_book):
+    """Every page of the tiny book, as a reader gets it: no path of the build machine, no
+    template or parameter names, no code names as headers, no empty code boxes, and every
+    figure at most as wide as the text column."""
+    _, html = tiny_book
+    pages = [html / "intro.html"] + [html / f"{nb.stem}.html" for nb in NOTEBOOKS]
+    found = {page.name: page_problems(page) for page in pages}
+    assert not {k: v for k, v in found.items() if v}, found
+    # the parameters are on the page once, as a table in chapter 1
+    assert "Parameters of this run" in (html / "01-setup.html").read_text()
 
 
 def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_path):
@@ -332,3 +452,33 @@ def test_the_bar_moves_while_a_chapter_runs(tmp_path):
     monitor.advance()
     assert bar.n == pytest.approx(20.0 + 0.95 * 80.0)
     bar.close()
+
+
+def test_runner_removes_parameter_cells_and_folded_cells_that_show_nothing(tmp_path):
+    """The page holds no parameter cell (papermill's injected one names this machine's
+    result folder) and no "Show code cell" box that opens on nothing; cells with output and
+    visible cells stay as they are."""
+
+    def cell(source, tags, outputs=()):
+        c = nbformat.v4.new_code_cell(source)
+        c.metadata["tags"] = list(tags)
+        c.outputs = [nbformat.from_dict(o) for o in outputs]
+        return c
+
+    markdown = {"output_type": "display_data", "metadata": {}}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        cell("models = ['minilm']", ["parameters"]),
+        cell("results_dir = '/tmp/build/tiny/results'", ["injected-parameters"]),
+        cell("scores = steps.layer_probe_scores(...)", ["hide-input"]),
+        cell("Markdown('')", ["hide-input"], [{**markdown, "data": {"text/markdown": " "}}]),
+        cell("tables.show(x)", ["hide-input"], [{**markdown, "data": {"text/html": "<table/>"}}]),
+        cell("plt.show()", ["hide-input"], [{**markdown, "data": {"image/png": "iVBOR"}}]),
+        cell("Markdown(verdict)", ["remove-input"], [{**markdown, "data": {"text/plain": "x"}}]),
+        cell("x = 1", []),
+    ]
+    nbformat.write(nb, str(tmp_path / "in.ipynb"))
+    book._tag_cells(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
+    out = _read(tmp_path / "out.ipynb")
+    removed = ["remove-cell" in c.metadata.get("tags", []) for c in out.cells]
+    assert removed == [True, True, True, True, False, False, False, False]

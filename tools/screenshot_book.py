@@ -17,6 +17,8 @@ exit status is 1 when a page has such a finding; 2 means a page or the browser i
     .venv/bin/python tools/screenshot_book.py                               # every page
     .venv/bin/python tools/screenshot_book.py 02-layers-cka 08-summary --out /tmp/shots
     .venv/bin/python tools/screenshot_book.py --fail-on wide-tables,uncaptioned-figures
+    .venv/bin/python tools/screenshot_book.py --width 1400 --save-width 700 --colors 64 \
+        --out docs/screenshots                                # small PNGs to commit
 """
 
 from __future__ import annotations
@@ -182,7 +184,23 @@ def _settle(page, script: str, tries: int = 5):
     raise AssertionError("unreachable")
 
 
-def shoot_page(context, path: Path, html_dir: Path, out_dir: Path) -> dict:
+def shrink_png(path: Path, width: int | None = None, colors: int | None = None) -> None:
+    """Rewrite a screenshot smaller: scaled to ``width`` pixels (never up) and reduced to a
+    palette of ``colors`` colours, saved with PNG's best compression."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    if width and image.width > width:
+        height = round(image.height * width / image.width)
+        image = image.resize((width, height), Image.LANCZOS)
+    if colors:
+        image = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    image.save(path, optimize=True)
+
+
+def shoot_page(
+    context, path: Path, html_dir: Path, out_dir: Path, *, save_width=None, colors=None
+) -> dict:
     """Open one page from disk, measure it and save its full-page screenshot."""
     page = context.new_page()
     blocked, errors = [], []
@@ -207,6 +225,8 @@ def shoot_page(context, path: Path, html_dir: Path, out_dir: Path) -> dict:
         shot = out_dir / rel.with_suffix(".png")
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
+        if save_width or colors:
+            shrink_png(shot, save_width, colors)
     finally:
         page.close()
     record.update(
@@ -229,8 +249,11 @@ def screenshot_pages(
     width: int = 1280,
     height: int = 800,
     chromium: str = DEFAULT_CHROMIUM,
+    save_width: int | None = None,
+    colors: int | None = None,
 ) -> dict:
-    """Screenshot and measure ``pages`` (files under ``html_dir``); return the report."""
+    """Screenshot and measure ``pages`` (files under ``html_dir``); return the report.
+    ``save_width`` and ``colors`` shrink the saved PNGs (:func:`shrink_png`)."""
     from playwright.sync_api import sync_playwright
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +264,11 @@ def screenshot_pages(
         try:
             for path in pages:
                 try:
-                    report["pages"].append(shoot_page(context, path, html_dir, out_dir))
+                    report["pages"].append(
+                        shoot_page(
+                            context, path, html_dir, out_dir, save_width=save_width, colors=colors
+                        )
+                    )
                 except Exception as exc:  # one broken page must not hide the others
                     name = path.relative_to(html_dir).with_suffix("").as_posix()
                     error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -305,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=1280, help="viewport width in CSS pixels")
     parser.add_argument("--height", type=int, default=800, help="viewport height (layout only)")
     parser.add_argument("--chromium", default=DEFAULT_CHROMIUM, help="the Chromium binary")
+    parser.add_argument(
+        "--save-width", type=int, default=None, help="scale saved PNGs down to this many pixels"
+    )
+    parser.add_argument(
+        "--colors", type=int, default=None, help="save PNGs with a palette of this many colours"
+    )
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     parser.add_argument(
         "--fail-on", type=_checks, default=[], help=f"comma-separated, from {', '.join(CHECKS)}"
@@ -328,7 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"screenshot_book: cannot run: {reason}", file=sys.stderr)
         return 2
     report = screenshot_pages(
-        pages, args.html, args.out, width=args.width, height=args.height, chromium=args.chromium
+        pages,
+        args.html,
+        args.out,
+        width=args.width,
+        height=args.height,
+        chromium=args.chromium,
+        save_width=args.save_width,
+        colors=args.colors,
     )
     fail_on = list(CHECKS) if args.strict else args.fail_on
     failed = {

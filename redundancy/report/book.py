@@ -508,15 +508,42 @@ def toc_files(toc_path: Path) -> list[str]:
     ]
 
 
-def _tag_parameter_cells(src: Path, dst: Path) -> None:
-    """Copy an executed notebook, folding its parameter cells away in the HTML."""
+def _output_is_blank(output) -> bool:
+    """An output a reader would see as an empty box (an empty Markdown or HTML display)."""
+    if output.get("output_type") == "stream":
+        return not str(output.get("text", "")).strip()
+    if output.get("output_type") == "error":
+        return False
+    data = output.get("data", {})
+    for mime in ("text/markdown", "text/html"):
+        if mime in data:
+            return not str(data[mime]).strip()
+    return not data or set(data) == {"text/plain"} and not str(data["text/plain"]).strip()
+
+
+def _shows_nothing(cell) -> bool:
+    """A code cell whose input is folded away and whose outputs are empty: on the page it
+    is a "Show code cell" box with nothing under it."""
+    tags = cell.metadata.get("tags", [])
+    hidden = {"hide-input", "hide-cell", "remove-input"} & set(tags)
+    return bool(hidden) and all(_output_is_blank(o) for o in cell.get("outputs", []))
+
+
+def _tag_cells(src: Path, dst: Path) -> None:
+    """Copy an executed notebook, removing from the page what only concerns the machine:
+    the parameter cells (papermill's injected cell holds this machine's result folder; the
+    parameters are shown once, as a table, in chapter 1) and hidden code cells that
+    produced nothing."""
     import nbformat
 
     nb = nbformat.read(str(src), as_version=4)
     for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
         tags = cell.metadata.setdefault("tags", [])
-        if ("parameters" in tags or "injected-parameters" in tags) and "hide-cell" not in tags:
-            tags.append("hide-cell")
+        machine = "parameters" in tags or "injected-parameters" in tags
+        if (machine or _shows_nothing(cell)) and "remove-cell" not in tags:
+            tags.append("remove-cell")
     nbformat.write(nb, str(dst))
 
 
@@ -588,7 +615,7 @@ def assemble_book(
         shutil.rmtree(target)
     shutil.copytree(book_src, target, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
     for nb in notebooks:
-        _tag_parameter_cells(executed_dir / nb.name, target / nb.name)
+        _tag_cells(executed_dir / nb.name, target / nb.name)
     _add_substitutions(target / "_config.yml", substitutions)
     pages = {p.with_suffix("").name for p in target.iterdir() if p.suffix in (".md", ".ipynb")}
     toc = toc_files(target / "_toc.yml")

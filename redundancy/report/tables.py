@@ -20,18 +20,37 @@ __all__ = [
     "verdict_rows",
     "layer_table",
     "minimal_table",
+    "parameter_label",
+    "parameter_table",
+    "probe_timing_table",
     "rule_text",
+    "selection_table",
+    "speed_table",
+    "extraction_summary",
     "show",
     "transfer_summary",
 ]
 
 
+def _has_unit(header) -> bool:
+    name = str(header[-1] if isinstance(header, tuple) else header)
+    return "%" in name or "points" in name
+
+
 def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
-    """A styled table: ``percent`` columns (fractions) as percents, columns already in
-    percent (named "... (%)") with ``digits`` decimals, other floats with three decimals,
-    thousands separators for integers; float index values (thresholds) as written."""
+    """A styled table: ``percent`` columns (fractions) as percents with ``digits`` decimals
+    (their header gains " (%)" unless it already states "%" or "points": a unit is written in
+    the header, never in the cells), columns already in percent (named "... (%)") with
+    ``digits`` decimals, other floats with three decimals, thousands separators for
+    integers; float index values (thresholds) as written."""
     percent = [c for c in percent if c in df.columns]
-    fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{100 * v:.{d}f}%") for c in percent}
+    if percent:
+        df = df.copy()
+        for c in percent:
+            df[c] = 100 * df[c].astype(float)
+        df = df.rename(columns={c: c if _has_unit(c) else f"{c} (%)" for c in percent})
+        percent = [c if _has_unit(c) else f"{c} (%)" for c in percent]
+    fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}") for c in percent}
     for c in df.columns:
         if c in fmt:
             continue
@@ -201,7 +220,7 @@ def minimal_table(results: dict) -> pd.DataFrame:
             "model": model,
             "task": task,
             "minimal set (% of neurons)": _span(recs["fraction"], digits=2),
-            "removable (%)": _span(1 - recs["fraction"]),
+            "removable (%)": _span(1 - recs["fraction"], digits=2),
             "minimal-set test (%)": _span(recs["test"]),
             "95% interval": "" if np.isnan(lo) else f"{100 * lo:.1f}-{100 * hi:.1f}",
         }
@@ -228,7 +247,7 @@ def transfer_summary(runs: pd.DataFrame) -> pd.DataFrame:
                 "branch": branch,
                 "δ (LS, FS)": f"({dls:g}, {dfs:g})",
                 "layer": ", ".join(map(str, layers)),
-                "after CC (%)": _span(part["n_cc"] / part["n_all"], digits=1),
+                "after CC (%)": _span(part["n_cc"] / part["n_all"], digits=2),
                 "kept (%)": _span(part["fraction_kept"], digits=2),
                 "score kept (%)": _span(part["score_kept"]),
             }
@@ -336,16 +355,181 @@ def selectivity_table(minimal: dict, scores: dict) -> pd.DataFrame:
 def speed_table(speed: pd.DataFrame) -> pd.DataFrame:
     """Forward-pass time at each selected layer against the full model, with the speed-up's
     range over the timed rounds."""
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "model / task": speed["model"] + " / " + speed["task"],
-            "layer": speed["layer"],
-            "ms stopped": speed["ms_per_instance"].round(3),
-            "ms full": speed["full_ms_per_instance"].round(3),
-            "speed-up (range)": [
-                f"{m:.2f}x ({lo:.2f}-{hi:.2f})"
+            "stopped after layer": speed["layer"],
+            "stopped (ms per instance)": [f"{v:.2f}" for v in speed["ms_per_instance"]],
+            "full model (ms per instance)": [f"{v:.2f}" for v in speed["full_ms_per_instance"]],
+            "speed-up (range over rounds)": [
+                f"{m:.2f}× ({lo:.2f}-{hi:.2f})"
                 for m, lo, hi in zip(speed["speedup"], speed["speedup_low"], speed["speedup_high"])
             ],
         }
     )
-    return out
+
+
+def probe_timing_table(probe: pd.DataFrame, *, scale: float = 1.0, instances=None) -> pd.DataFrame:
+    """Probe training time per feature count, as the chapter's figure shows it: the median
+    and range over the timed rounds multiplied by ``scale`` (measured on
+    ``instances / scale`` instances, scaled linearly to ``instances``), and the time against
+    the smallest feature count (a ratio, which scaling leaves unchanged).
+
+    ``probe``: :func:`redundancy.analysis.timing.summarize_probe` (``n_features``,
+    ``seconds``, ``seconds_low``, ``seconds_high``, ``vs_smallest``).
+    """
+    s = probe.sort_values("n_features")
+    what = f"scaled to {instances:,} instances" if instances else "as measured"
+    return pd.DataFrame(
+        {
+            "features": [f"{int(n):,}" for n in s["n_features"]],
+            f"training time, {what} (s)": [f"{scale * v:.2f}" for v in s["seconds"]],
+            "range over rounds (s)": [
+                f"{scale * lo:.2f}-{scale * hi:.2f}"
+                for lo, hi in zip(s["seconds_low"], s["seconds_high"])
+            ],
+            "time against the fewest features": [f"{v:.2f}×" for v in s["vs_smallest"]],
+        }
+    )
+
+
+def extraction_summary(extraction: pd.DataFrame) -> pd.DataFrame:
+    """The extraction table for people: model, task, split, where the features come from,
+    instances, layers × hidden size, and the time the extraction took when it ran (seconds,
+    one decimal; blank when the store did not record it)."""
+    seconds = extraction["extraction_seconds"]
+    return pd.DataFrame(
+        {
+            "model": extraction["model"],
+            "task": extraction["task"],
+            "split": extraction["split"],
+            "features from": extraction["features from"],
+            "instances": [f"{int(n):,}" for n in extraction["instances"]],
+            "features (layers × hidden)": [
+                f"{int(a) * int(b):,} ({int(a)} × {int(b)})"
+                for a, b in zip(extraction["layers"], extraction["hidden"])
+            ],
+            "extraction time (s)": ["" if pd.isna(v) else f"{v:,.1f}" for v in seconds],
+        }
+    )
+
+
+def selection_table(selected: pd.DataFrame) -> pd.DataFrame:
+    """LayerSelector's choice per (model, task, seed): the selected layer of how many, and
+    the dev and test scores (percent, one decimal) of the probe on layers 0..l against the
+    oracle's. ``selected``: :func:`redundancy.report.steps.selected_layers` rows with
+    ``model`` and ``task`` columns."""
+    out = pd.DataFrame(
+        {
+            "model": selected["model"],
+            "task": selected["task"],
+            "seed": selected["seed"],
+            "selected layer": [
+                f"{int(a)} of 0..{int(b)}"
+                for a, b in zip(selected["layer"], selected["last_layer"])
+            ],
+            "dev (%)": [f"{100 * v:.1f}" for v in selected["dev"]],
+            "oracle dev (%)": [f"{100 * v:.1f}" for v in selected["oracle_dev"]],
+            "test (%)": [f"{100 * v:.1f}" for v in selected["test"]],
+            "oracle test (%)": [f"{100 * v:.1f}" for v in selected["oracle_test"]],
+        }
+    )
+    return out.set_index(["model", "task", "seed"])
+
+
+# Parameters a reader needs, in reading order, with the words the page uses; the result
+# folder and the recompute switch describe the machine, not the run, and are left out.
+_PARAMETER_NAMES = {
+    "models": "models",
+    "token_tasks": "token tasks",
+    "sentence_tasks": "sentence tasks",
+    "task_options": "split sizes",
+    "data_dir": "data folders",
+    "aggregation": "sub-word aggregation",
+    "pooling": "sentence pooling",
+    "dtype": "activation precision",
+    "max_length": "longest input (tokens)",
+    "batch_size": "extraction batch",
+    "finetune": "fine-tune on sentence tasks",
+    "finetune_max_train_sentences": "fine-tuning sentences (cap)",
+    "finetune_epochs": "fine-tuning epochs",
+    "probe_epochs": "probe epochs",
+    "probe_lr": "probe learning rate",
+    "probe_l1": "probe λ1 (L1)",
+    "probe_l2": "probe λ2 (L2)",
+    "probe_batch_size": "probe batch",
+    "probe_dtype": "probe precision",
+    "thresholds": "clustering thresholds",
+    "cc_threshold": "clustering threshold of the transfer pipeline",
+    "delta": "δ (% of the oracle's score)",
+    "delta_pairs": "(δ_LS, δ_FS) pairs",
+    "representative": "cluster representative",
+    "random_state": "first seed",
+    "n_seeds": "seeds",
+    "control_tasks": "control tasks",
+    "n_bootstrap": "bootstrap resamples",
+    "confidence": "interval level",
+    "device": "device",
+    "timing_instances": "timed sentences (forward pass)",
+    "timing_repeats": "timed rounds",
+    "timing_features": "feature counts (probe timing)",
+    "timing_probe_instances": "instances (probe timing)",
+}
+
+
+def _value_text(name: str, value) -> str:
+    from pathlib import PurePath
+
+    if value is None:
+        return {
+            "max_length": "the model's",
+            "finetune_max_train_sentences": "none",
+            "device": "GPU when there is one",
+        }.get(name, "none")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "task_options":
+        return (
+            "; ".join(
+                f"{task}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in opts.items())
+                for task, opts in value.items()
+            )
+            or "the tasks' defaults"
+        )
+    if name == "data_dir":  # folder names only: where they lie is the machine's business
+        return "; ".join(f"{t}: {PurePath(p).name}" for t, p in value.items()) or "none"
+    if name == "delta_pairs":
+        return ", ".join(f"({a:g}, {b:g})" for a, b in value)
+    if isinstance(value, (list, tuple)):
+        return (
+            ", ".join(
+                f"{v:,}" if isinstance(v, int) else f"{v:g}" if isinstance(v, float) else str(v)
+                for v in value
+            )
+            or "none"
+        )
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def parameter_label(name: str) -> str:
+    """The words the book uses for a parameter (``"probe_epochs"`` -> ``"probe epochs"``), so
+    that prose never shows a code name; unknown names are returned with spaces."""
+    return _PARAMETER_NAMES.get(name, name.replace("_", " "))
+
+
+def parameter_table(cfg) -> pd.DataFrame:
+    """The run's parameters for people: one row each, a readable name, the value as the
+    book writes it, and the name to use in a parameter file (``params/*.yaml``). Machine
+    settings (the result folder, the recompute switch) are not shown, and data folders by
+    name only."""
+    values = cfg.to_dict()
+    rows = [
+        {"parameter": label, "value": _value_text(name, values[name]), "in params/*.yaml": name}
+        for name, label in _PARAMETER_NAMES.items()
+        if name in values
+    ]
+    return pd.DataFrame(rows).set_index("parameter")
