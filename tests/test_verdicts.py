@@ -373,4 +373,6 @@ def test_deviations_name_model_sizes_and_changed_hyper_parameters():
         control_tasks=False,
         n_bootstrap=0,
     )
-    assert "- `probe_epochs` = 1 (paper: 10)." in verdicts.deviations(tiny)
+    assert "- Probe epochs: 1 (paper: 10)." in verdicts.deviations(tiny)
+    assert "Probe epochs" not in verdicts.deviations(tiny, "02")  # not a CKA matter
+    assert "Probe timing" not in verdicts.deviations(cfg, "03")

@@ -214,9 +214,12 @@ def _size_notes(cfg) -> list[str]:
             if k.endswith("_sentences") and v
         }
         if caps:
-            items.append(
-                f"`{task}`: splits capped ({', '.join(f'{k} = {v:,}' for k, v in caps.items())})."
-            )
+            parts = [
+                f"{caps[k]:,} {k.split('_')[0].replace('train', 'training')}"
+                for k in ("train_sentences", "dev_sentences", "test_sentences")
+                if k in caps
+            ]
+            items.append(f"`{task}`: splits capped at {', '.join(parts)} sentences.")
     return items
 
 
@@ -234,7 +237,8 @@ def _finetune_notes(cfg) -> list[str]:
             "(paper: the whole training set)."
         )
     if cfg.finetune_epochs != PAPER.finetune["epochs"]:
-        items.append(f"Fine-tuning runs {cfg.finetune_epochs} epoch(s) (paper: 3).")
+        epochs = "epoch" if cfg.finetune_epochs == 1 else "epochs"
+        items.append(f"Fine-tuning runs {cfg.finetune_epochs} {epochs} (paper: 3).")
     return items
 
 
@@ -261,6 +265,23 @@ _APPLIES = {
     "bootstrap": ("02", "03", "04", "05", "06", "08"),
 }
 """Which chapters (by number) each kind of deviation concerns; None: all of them."""
+
+
+def _label(name: str) -> str:
+    from .tables import parameter_label
+
+    return parameter_label(name)
+
+
+def _value(value) -> str:
+    """A parameter's value as prose: lists without brackets' code look, numbers as written."""
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (list, tuple)) for v in value):
+            return ", ".join("(" + ", ".join(_value(x) for x in v) + ")" for v in value)
+        return ", ".join(_value(v) for v in value) if value else "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _applies(what: str, chapter: str | None) -> bool:
@@ -308,7 +329,10 @@ def deviations(cfg, chapter: str | None = None) -> str:
         "aggregation",
     ):
         if getattr(cfg, name) != getattr(paper, name) and _applies(name, chapter):
-            items.append(f"`{name}` = {getattr(cfg, name)!r} (paper: {getattr(paper, name)!r}).")
+            items.append(
+                f"{_label(name)[0].upper()}{_label(name)[1:]}: {_value(getattr(cfg, name))} "
+                f"(paper: {_value(getattr(paper, name))})."
+            )
     if cfg.probe_dtype != "float32" and _applies("probe_dtype", chapter):
         items.append(f"Probe products in {cfg.probe_dtype} (paper: float32).")
     if cfg.timing_probe_instances < PAPER.probe_timing["instances"] and _applies("timing", chapter):
