@@ -84,7 +84,8 @@ def _results(cache: Path) -> dict:
 
 
 def _assert_same_results(here: Path, there: Path) -> int:
-    """Same result files (keys) and equal payloads, timings aside; returns how many."""
+    """Same result files (keys) and equal payloads (float arrays to float64 rounding), timings
+    aside; returns how many."""
     a = {k: v for k, v in _results(here).items() if v[0] not in TIMING}
     b = {k: v for k, v in _results(there).items() if v[0] not in TIMING}
     assert sorted(a) == sorted(b)
@@ -93,7 +94,13 @@ def _assert_same_results(here: Path, there: Path) -> int:
         if isinstance(payload, dict) and any(isinstance(v, np.ndarray) for v in payload.values()):
             assert payload.keys() == other.keys(), name
             for key in payload:
-                np.testing.assert_array_equal(payload[key], other[key], err_msg=name)
+                if np.issubdtype(np.asarray(payload[key]).dtype, np.floating):
+                    # a worker's BLAS may sum in another order: float64 rounding, nothing more
+                    np.testing.assert_allclose(
+                        payload[key], other[key], rtol=1e-7, atol=1e-9, err_msg=name
+                    )
+                else:
+                    np.testing.assert_array_equal(payload[key], other[key], err_msg=name)
         else:
             assert json.dumps(payload, sort_keys=True) == json.dumps(other, sort_keys=True), name
     return len(a)
@@ -380,7 +387,7 @@ def test_tiny_params_on_two_workers_give_the_in_process_results(client, tmp_path
     # timings are measured here, alone: after every other job, one after the other
     assert set(timing["worker"]) == {f"{socket.gethostname()}:{os.getpid()}"}
     _assert_alone(table)
-    assert _assert_same_results(here, there) == 16
+    assert _assert_same_results(here, there) == 24
     # the book then renders from the cache: no chapter computes, extracts or fine-tunes
     before = _files(there)
     assert _render_chapters(cfg, tmp_path / "verdicts") == 0
@@ -468,7 +475,7 @@ def test_a_worker_killed_midway_changes_no_result(client, tiny_bert, tmp_path, m
     # timings measured on the cluster, alone there too
     assert f"{socket.gethostname()}:{os.getpid()}" not in set(table["worker"])
     _assert_alone(table)
-    assert _assert_same_results(here, there) == 16
+    assert _assert_same_results(here, there) == 24
     # the dead process left no lock held and no half-written result behind
     import fcntl
 
