@@ -45,6 +45,7 @@ __all__ = [
     "block_states",
     "cka_in_out",
     "drop_blocks",
+    "final_norm",
     "fit_replacement",
     "greedy_order",
     "iterative_order",
@@ -85,6 +86,11 @@ def _stack(model):
         f"Cannot find the decoder blocks of a {type(model).__name__}: expected a ModuleList at "
         "model.model.layers or model.layers (Llama, Mistral, Qwen, Gemma, SmolLM2...)."
     )
+
+
+def final_norm(model):
+    """The norm a causal LM applies after its last block (``model.model.norm``)."""
+    return _stack(model).norm
 
 
 def n_blocks(model) -> int:
@@ -447,9 +453,10 @@ class WindowLoss:
                     logits = self.model(inputs_embeds=h, use_cache=False).logits
                 else:
                     logits = self.model(input_ids=ids, use_cache=False).logits
-                logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-                tok = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-                out.append(-tok.sum(1))
+                nll = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
+                )
+                out.append(nll.double().sum(1))
         return torch.cat(out).cpu().numpy()
 
     @property
