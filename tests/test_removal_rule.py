@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from redundancy.report.removal_rule import RemovalRule, moonshot
+from redundancy.report.removal_rule import RemovalRule, moonshot, moonshot_markdown
 
 
 def _table(book, bi, random, *, width=0.05, book_width=None, ks=(2, 4, 8)):
@@ -106,4 +106,5 @@ def test_moonshot():
     )
     m = moonshot(t)
     assert m["met"] and not m["settled"] and m["bar"] == 120.0
+    assert "not settled" in moonshot_markdown(m) and "**met**" in moonshot_markdown(m)
     assert not moonshot(t, ratio=1.5)["met"] and moonshot(t, ratio=1.5)["settled"]

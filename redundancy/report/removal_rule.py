@@ -158,6 +158,7 @@ def moonshot(
     return {
         "ordering": ordering,
         "k": k,
+        "blocks": str(r["blocks"]) if "blocks" in r else "",
         "perplexity": float(r["perplexity"]),
         "low": float(r["low"]),
         "high": float(r["high"]),
@@ -165,3 +166,13 @@ def moonshot(
         "met": bool(r["perplexity"] <= bar),
         "settled": bool(r["high"] <= bar or r["low"] > bar),
     }
+
+
+def moonshot_markdown(shot: dict) -> str:
+    """One sentence on :func:`moonshot`'s outcome."""
+    text = (
+        f"`{shot['ordering']}` removes blocks {shot['blocks'] or '?'} (k = {shot['k']}): "
+        f"perplexity {shot['perplexity']:.1f} [{shot['low']:.1f}, {shot['high']:.1f}] against "
+        f"the bar {shot['bar']:.1f}: **{'met' if shot['met'] else 'not met'}**"
+    )
+    return text + ("." if shot["settled"] else " (the bar lies inside the interval: not settled).")
