@@ -59,3 +59,19 @@ def test_block_scores_and_neuron_replacement(tiny_setup):
     )
     assert list(table["method"]) == ["none", "mean", "representative"]
     assert table["perplexity"].nunique() == 3
+
+
+def test_cluster_replacement_replaces_non_representatives(tiny_setup):
+    from redundancy.report.steps.removal_neurons import cluster_replacement
+
+    folder, cfg = tiny_setup
+    opts = dict(block=1, site="mlp", window=8, n_eval=4, n_calibration=3)
+    table = cluster_replacement(folder, cfg, threshold=0.8, **opts)
+    n, k = table.attrs["n_neurons"], table.attrs["n_clusters"]
+    assert n == 64 and 1 < k < n
+    assert list(table["method"][:3]) == ["none", "cluster", "cluster-mean"]
+    assert (table["n_replaced"][1:] == n - k).all()
+    assert list(table.loc[table["method"] == "random-mean", "seed"]) == list(cfg.seeds)
+    # a threshold of 0 groups nothing: only the unchanged model is measured
+    alone = cluster_replacement(folder, cfg, threshold=0.0, **opts)
+    assert list(alone["method"]) == ["none"] and alone.attrs["n_multi"] == 0
