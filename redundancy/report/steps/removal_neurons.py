@@ -49,84 +49,12 @@ def cluster_replacement(
         ``n_replaced``, ``perplexity``, ``low``, ``high``; ``attrs``: ``n_neurons``,
         ``n_clusters``, ``n_multi`` (clusters with more than one member).
     """
-    from ...analysis import removal as rm
-    from ...analysis.clustering import cluster_neurons, select_representatives
-
     threshold = cfg.cc_threshold if threshold is None else float(threshold)
 
     def compute():
-        net, _, ev, cal = _setup(model, window, n_eval, n_calibration)
-        acts = rm.site_activations(net, cal, site, block)
-        z = (acts - acts.mean(0)) / acts.std(0).clamp_min(1e-12)
-        corr = ((z.T @ z) / (len(z) - 1)).clamp(-1, 1).double().numpy()
-        labels = cluster_neurons(corr, threshold)
-        keep = select_representatives(
-            labels, method=cfg.representative, random_state=cfg.random_state, corr=corr
+        return _replace_clusters(
+            model, cfg, block, site, threshold, (window, n_eval, n_calibration)
         )
-        rep_of = np.full(labels.max() + 1, -1)
-        rep_of[labels[keep]] = keep
-        neurons = np.setdiff1d(np.arange(len(labels)), keep)
-        reps = rep_of[labels[neurons]]
-        sizes = np.bincount(labels)
-        evaluator = rm.WindowLoss(net, ev, cache=False)
-
-        def score(fit, idx, rep):
-            if fit is None or len(idx) == 0:
-                nll = evaluator.nll([])
-            else:
-                with rm.replaced_neurons(net, site, block, idx, rep, *fit):
-                    nll = evaluator.nll([])
-            return rm.perplexity_interval(
-                nll,
-                evaluator.n_tokens,
-                n_bootstrap=cfg.n_bootstrap,
-                confidence=cfg.confidence,
-                random_state=cfg.random_state,
-            )
-
-        rows = [("none", -1, 0, score(None, [], []))]
-        if len(neurons):
-            rows.append(
-                (
-                    "cluster",
-                    -1,
-                    len(neurons),
-                    score(rm.fit_replacement(acts, neurons, reps), neurons, reps),
-                )
-            )
-            rows.append(
-                (
-                    "cluster-mean",
-                    -1,
-                    len(neurons),
-                    score(rm.mean_replacement(acts, neurons), neurons, neurons),
-                )
-            )
-            for seed in cfg.seeds:
-                pick = np.sort(
-                    np.random.default_rng(seed).choice(len(labels), len(neurons), replace=False)
-                )
-                rows.append(
-                    (
-                        "random-mean",
-                        seed,
-                        len(neurons),
-                        score(rm.mean_replacement(acts, pick), pick, pick),
-                    )
-                )
-        table = pd.DataFrame(
-            [
-                dict(method=m, seed=s, n_replaced=n, perplexity=v[0], low=v[1], high=v[2])
-                for m, s, n, v in rows
-            ]
-        )
-        table.attrs.update(
-            n_neurons=int(len(labels)),
-            n_clusters=int(len(sizes)),
-            n_multi=int((sizes > 1).sum()),
-            threshold=threshold,
-        )
-        return table
 
     inputs = _inputs(
         model,
@@ -150,3 +78,71 @@ def cluster_replacement(
         check=check,
         label=model,
     )
+
+
+def _clusters(acts, cfg: Config, threshold: float):
+    """Cluster labels of a site's neurons, the replaced neurons and their representatives."""
+    from ...analysis.clustering import cluster_neurons, select_representatives
+
+    z = (acts - acts.mean(0)) / acts.std(0).clamp_min(1e-12)
+    corr = ((z.T @ z) / (len(z) - 1)).clamp(-1, 1).double().numpy()
+    labels = cluster_neurons(corr, threshold)
+    keep = select_representatives(
+        labels, method=cfg.representative, random_state=cfg.random_state, corr=corr
+    )
+    rep_of = np.full(labels.max() + 1, -1)
+    rep_of[labels[keep]] = keep
+    neurons = np.setdiff1d(np.arange(len(labels)), keep)
+    return labels, neurons, rep_of[labels[neurons]]
+
+
+def _replace_clusters(model, cfg: Config, block, site, threshold, sizes) -> pd.DataFrame:
+    from ...analysis import removal as rm
+
+    net, _, ev, cal = _setup(model, *sizes)
+    acts = rm.site_activations(net, cal, site, block)
+    labels, neurons, reps = _clusters(acts, cfg, threshold)
+    evaluator = rm.WindowLoss(net, ev, cache=False)
+
+    def score(fit, idx, rep):
+        if fit is None:
+            nll = evaluator.nll([])
+        else:
+            with rm.replaced_neurons(net, site, block, idx, rep, *fit):
+                nll = evaluator.nll([])
+        return rm.perplexity_interval(
+            nll,
+            evaluator.n_tokens,
+            n_bootstrap=cfg.n_bootstrap,
+            confidence=cfg.confidence,
+            random_state=cfg.random_state,
+        )
+
+    n = len(neurons)
+    rows = [("none", -1, 0, score(None, [], []))]
+    if n:
+        rows.append(
+            ("cluster", -1, n, score(rm.fit_replacement(acts, neurons, reps), neurons, reps))
+        )
+        rows.append(
+            ("cluster-mean", -1, n, score(rm.mean_replacement(acts, neurons), neurons, neurons))
+        )
+        for seed in cfg.seeds:
+            pick = np.sort(np.random.default_rng(seed).choice(len(labels), n, replace=False))
+            rows.append(
+                ("random-mean", seed, n, score(rm.mean_replacement(acts, pick), pick, pick))
+            )
+    table = pd.DataFrame(
+        [
+            dict(method=m, seed=s, n_replaced=k, perplexity=v[0], low=v[1], high=v[2])
+            for m, s, k, v in rows
+        ]
+    )
+    sizes_ = np.bincount(labels)
+    table.attrs.update(
+        n_neurons=int(len(labels)),
+        n_clusters=int(len(sizes_)),
+        n_multi=int((sizes_ > 1).sum()),
+        threshold=threshold,
+    )
+    return table
