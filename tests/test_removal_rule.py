@@ -108,3 +108,25 @@ def test_moonshot():
     assert m["met"] and not m["settled"] and m["bar"] == 120.0
     assert "not settled" in moonshot_markdown(m) and "**met**" in moonshot_markdown(m)
     assert not moonshot(t, ratio=1.5)["met"] and moonshot(t, ratio=1.5)["settled"]
+
+
+def test_summary_and_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from redundancy.report import removal_view
+
+    t = _table([70, 80, 100], [80, 110, 190], RANDOM)
+    t["ratio"] = t["perplexity"] / 60.0
+    t["blocks"] = ""
+    s = removal_view.summary(t)
+    rnd = s.loc[(8, "random")]
+    assert rnd["perplexity"] == 5000 and rnd["low"] == 400 and rnd["high"] == 1e5
+    assert rnd["blocks"] == "3 seeds"
+    assert list(s.loc[2].index) == ["adjacent_cka", "block_influence", "random"]  # by perplexity
+    fig, ax = plt.subplots()
+    removal_view.plot_removal(t, ax=ax)
+    assert len(ax.containers) == 3 and ax.get_yscale() == "log"
+    plt.close(fig)
