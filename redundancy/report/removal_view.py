@@ -13,7 +13,7 @@ LABELS = {
     "greedy_loss": "greedy by calibration loss (SLEB)",
     "cka_recomputed": "CKA recomputed after each removal",
     "last_first": "last blocks first",
-    "random": "random blocks (median, band: seeds' range)",
+    "random": "random blocks (median; bars: range over seeds)",
 }
 
 
