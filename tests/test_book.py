@@ -39,8 +39,8 @@ def _assignments(source: str) -> dict:
     return values
 
 
-def test_there_are_eight_chapters():
-    assert [nb.stem[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)]
+def test_there_are_nine_chapters():
+    assert [nb.stem[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -87,7 +87,7 @@ def test_chapter_states_claim_and_rule_from_the_library_and_records_a_verdict(pa
     nb = _read(path)
     text = "\n".join(c.source for c in nb.cells)
     assert f'ch = chapters.chapter("{path.stem}")' in text and "rule = ch.rule" in text
-    assert "tables.claim(rule)" in text and "tables.rule_text(ch, cfg)" in text
+    assert "tables.claim(rule" in text and "tables.rule_text(ch, cfg)" in text
     assert "ch.verdict(cfg" in text and "verdicts.record(cfg, verdict)" in text
     assert "rule.judge(" not in text and "triu_indices_from(s, 3)" not in text
     assert "## Verdict" in text and "verdicts.deviations(cfg, " in text
@@ -213,10 +213,11 @@ def test_every_notebook_runs_and_the_book_builds(tiny_book):
     assert "Verdict:" in (html / "03-neurons-clustering.html").read_text()
     results = tmp_path / "tiny" / "results"
     recorded = sorted(p.stem for p in results.glob("*.json"))
-    assert recorded == [nb.stem for nb in NOTEBOOKS[:-1]]
+    # the removal chapter records a verdict only when the run has a decoder (tiny has none)
+    assert recorded == [nb.stem for nb in NOTEBOOKS[:-1] if nb.stem != "08-removal"]
     for path in results.glob("*.json"):
         assert json.loads(path.read_text())["level"] in verdicts.LEVELS + verdicts.SETUP_LEVELS
-    summary = _read(tmp_path / "tiny" / "08-summary.ipynb")
+    summary = _read(tmp_path / "tiny" / "09-summary.ipynb")
     shown = json.dumps([c.get("outputs", []) for c in summary.cells])
     assert "06-transfer" in shown
     # the chapters hold results, not progress-bar updates (fine-tuning, extraction, probes):

@@ -15,7 +15,7 @@ prints it instead of the summary). With ``--fail-on`` (or ``--strict`` for all c
 exit status is 1 when a page has such a finding; 2 means a page or the browser is missing.
 
     .venv/bin/python tools/screenshot_book.py                               # every page
-    .venv/bin/python tools/screenshot_book.py 02-layers-cka 08-summary --out /tmp/shots
+    .venv/bin/python tools/screenshot_book.py 02-layers-cka 09-summary --out /tmp/shots
     .venv/bin/python tools/screenshot_book.py --fail-on wide-tables,uncaptioned-figures
     .venv/bin/python tools/screenshot_book.py --width 1400 --save-width 700 --colors 64 \
         --out docs/screenshots                                # small PNGs to commit

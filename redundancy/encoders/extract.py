@@ -105,8 +105,7 @@ def extract(
     manifest (with checksums) is written last. A cache that disagrees with its manifest or
     inputs is rebuilt with a warning. See ``docs/extraction.md``.
     """
-    from transformers import AutoConfig
-
+    from .decoders import is_decoder, load_config
     from .models import load_tokenizer, model_identity, resolve_model
 
     caller = "extract"
@@ -122,13 +121,14 @@ def extract(
     t0 = time.perf_counter()
     path = resolve_model(model)
     tokenizer = load_tokenizer(model)
-    config = AutoConfig.from_pretrained(path)
+    config = load_config(path)
+    decoder = is_decoder(config)
     token_level = task.level == "token"
     if max_length is None:
         limit = default_max_length(tokenizer, config)
         max_length = limit if token_level else min(SENTENCE_MAX_LENGTH, limit)
-    if pooling == "auto":
-        pooling = "last" if tokenizer.padding_side == "left" else "first"
+    if pooling == "auto":  # a decoder's last token is the only one that saw the whole input
+        pooling = "last" if decoder or tokenizer.padding_side == "left" else "first"
     identity = model_identity(model)
     key_inputs = extraction_key(
         identity, task, split, aggregation if token_level else pooling, dtype, max_length
@@ -151,6 +151,7 @@ def extract(
                 "pooling": pooling,
                 "max_length": max_length,
                 "batch_size": batch_size,
+                "decoder": decoder,
                 "started": t0,
                 "recorded": {"model_identity": identity, "key_inputs": key_inputs},
             }
@@ -232,7 +233,16 @@ def _build(store, model, task, split, tokenizer, options, device, progress):
     """Plan, open or resume the store, run the batches, finish: ``(manifest, arrays)``."""
     sp = task.split(split)
     t_tok = time.perf_counter()
-    if options["token_level"]:
+    if options.get("decoder"):
+        from .decoders import decoder_sentence_plan, decoder_token_plan
+
+        if options["token_level"]:
+            plan, info = decoder_token_plan(
+                tokenizer, sp.sentences, options["max_length"], options["aggregation"]
+            )
+        else:
+            plan, info = decoder_sentence_plan(tokenizer, sp.sentences, options["max_length"])
+    elif options["token_level"]:
         plan, info = token_plan(
             tokenizer, sp.sentences, options["max_length"], options["aggregation"]
         )
@@ -308,7 +318,12 @@ def _run_batches(store, model, tokenizer, plan, order, done, options, device, de
                 rows, vecs = _pool_words(hidden, plan, idx, options["aggregation"], device)
             else:
                 rows = np.sort(idx)
-                vecs = pool_sentence(hidden, inputs["attention_mask"], options["pooling"])
+                mask = inputs["attention_mask"]
+                if options.get("decoder"):
+                    from .decoders import sentence_mask
+
+                    mask = sentence_mask(mask, options["pooling"])
+                vecs = pool_sentence(hidden, mask, options["pooling"])
                 vecs = vecs[torch.from_numpy(np.argsort(idx, kind="stable")).to(device)]
             write(i, rows, vecs.cpu().numpy())
             bar.update(sizes[i])

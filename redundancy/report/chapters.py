@@ -505,6 +505,33 @@ def _nothing(cfg: Config) -> list[Call]:
     return []
 
 
+def decoders(cfg: Config) -> list[str]:
+    """The run's models that are causal LMs (the removal chapter runs on the first)."""
+    from ..encoders.decoders import is_decoder
+    from ..encoders.models import model_problem, resolve_model
+
+    return [m for m in cfg.models if model_problem(m) is None and is_decoder(resolve_model(m))]
+
+
+def _removal_calls(cfg: Config) -> list[Call]:
+    found = decoders(cfg)
+    if not found:
+        return []
+    model = found[0]
+    return [
+        Call("removal", f"{_STEPS}.removal:block_scores", (model,)),
+        Call("removal", f"{_STEPS}.removal:removal_sweep", (model,)),
+        Call("removal", f"{_STEPS}.removal:neuron_replacement", (model,)),
+        Call("removal", f"{_STEPS}.removal_neurons:cluster_replacement", (model,)),
+    ]
+
+
+def _removal_rule():
+    from .removal_rule import RemovalRule
+
+    return RemovalRule("08-removal")
+
+
 _DECIDES = (
     "Decisions use δ = {delta} of the oracle and a paired bootstrap of {resamples} resamples "
     "of the {split}'s sentences at {confidence} (the subset's and the oracle's predictions on "
@@ -558,7 +585,13 @@ CHAPTERS = {
             rule=RULES["06-transfer"],
         ),
         Chapter("07-timing", "Timing", _timing_calls, measure_timing, rule=RULES["07-timing"]),
-        Chapter("08-summary", "Summary", _nothing),
+        Chapter(
+            "08-removal",
+            "Removing what is redundant",
+            _removal_calls,
+            rule=_removal_rule(),
+        ),
+        Chapter("09-summary", "Summary", _nothing),
     )
 }
 """Every chapter of the book, by notebook name, in book order."""

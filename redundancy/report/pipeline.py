@@ -222,6 +222,10 @@ class _Planner:
             model, task = c.args
             deps = (self.extract(model, task, "train"),)
             return self.add(f"windows {model} / {task}", c.step, c.target, c.args, kw, deps)
+        if c.step == "removal":  # loads its decoder and the Brown text itself
+            function = c.target.rpartition(":")[2]
+            name = f"{function} {' / '.join(map(str, c.args))}"
+            return self.add(name, c.step, c.target, c.args, kw)
         raise ValueError(f"The pipeline does not know the stage {c.step!r} of a chapter's call.")
 
 

@@ -64,12 +64,14 @@ def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
     return styler if index else styler.hide(axis="index")
 
 
-def claim(rule):
-    """Markdown: the paper's claim, as the rule (or a chapter's rule) states it."""
+def claim(rule, *, paper: bool = True):
+    """Markdown: the paper's claim, as the rule (or a chapter's rule) states it; with
+    ``paper=False`` a claim the book tests beyond the paper, said so."""
     from IPython.display import Markdown
 
     rule = getattr(rule, "rule", None) or rule
-    return Markdown(f"**The paper's claim.** {rule.claim[0].upper()}{rule.claim[1:]}.")
+    lead = "The paper's claim." if paper else "The claim tested (the book's, not the paper's)."
+    return Markdown(f"**{lead}** {rule.claim[0].upper()}{rule.claim[1:]}.")
 
 
 def rule_text(rule, cfg=None):

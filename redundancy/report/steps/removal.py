@@ -1,0 +1,362 @@
+"""Removal steps (beyond the paper): take out what the book calls redundant and measure it.
+
+A decoder's blocks are ordered for removal by several scores (the book's CKA among them),
+the first ``k`` are dropped without any repair, and the model's perplexity on held-out
+Brown news is measured with a bootstrap interval over the evaluation windows.
+
+* Calibration text (scores, the greedy search, neuron fits): Brown *learned* files (``cj``),
+  the first ``n_calibration`` windows of ``window`` tokens.
+* Evaluation text: Brown news ``ca01``-``ca10``, the first ``n_eval`` windows; no file is
+  in both.
+* Windows: the start token, then ``window`` tokens of running text (the words of a file's
+  sentences joined by spaces); every token after the start token is predicted.
+
+Every function returns a cached result keyed by the model's content, the parameters and
+the source of this module's imports. Tables are tidy (one row per ordering, k and seed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from ..cache import cached, check_table
+from ..config import Config
+
+__all__ = [
+    "EVAL_FILES",
+    "block_scores",
+    "brown_texts",
+    "neuron_replacement",
+    "removal_sweep",
+]
+
+logger = logging.getLogger(__name__)
+
+EVAL_FILES = tuple(f"ca{i:02d}" for i in range(1, 11))
+"""Brown news files the perplexity is measured on."""
+CALIBRATION_GENRE = "cj"
+"""Prefix of the Brown files the orderings are calibrated on (genre *learned*)."""
+
+_MODELS: dict = {}  # loaded decoders and their windows, by (path, window, sizes): one load per process
+
+
+def brown_texts(files) -> list[str]:
+    """Running text of Brown files: every sentence's words joined by spaces, in file order."""
+    from ...data.brown import read_brown
+
+    docs = {d.file: d for d in read_brown()}
+    missing = [f for f in files if f not in docs]
+    if missing:
+        raise ValueError(f"The Brown corpus has no files {missing}.")
+    return [" ".join(" ".join(s) for s in docs[f].words) for f in files]
+
+
+def _calibration_texts() -> list[str]:
+    from ...data.brown import read_brown
+
+    return brown_texts([d.file for d in read_brown() if d.file.startswith(CALIBRATION_GENRE)])
+
+
+def _eval_texts() -> list[str]:
+    return brown_texts(EVAL_FILES)
+
+
+def _setup(model: str, window: int, n_eval: int, n_calibration: int):
+    """``(model, tokenizer, eval windows, calibration windows)``, loaded once per process."""
+    from ...encoders.decoders import load_decoder
+    from ...encoders.models import resolve_model
+
+    path = resolve_model(model)
+    key = (path, window, n_eval, n_calibration)
+    if key not in _MODELS:
+        from ...analysis.removal import text_windows
+
+        net, tok = load_decoder(path, device="cpu", lm_head=True)
+        ev = text_windows(tok, _eval_texts(), window, n_eval)
+        cal = text_windows(tok, _calibration_texts(), window, n_calibration)
+        _MODELS.clear()
+        _MODELS[key] = (net, tok, ev, cal)
+    return _MODELS[key]
+
+
+def _inputs(model: str, cfg: Config, **options) -> dict:
+    from ...encoders.models import model_identity
+
+    return {
+        "model": model_identity(model),
+        "eval_files": list(EVAL_FILES),
+        "calibration": CALIBRATION_GENRE,
+        "bootstrap": [cfg.n_bootstrap, cfg.confidence, cfg.random_state],
+        **options,
+    }
+
+
+def block_scores(
+    model: str, cfg: Config, *, window: int = 128, n_eval: int = 16, n_calibration: int = 8
+) -> pd.DataFrame:
+    """Every block's scores on the calibration text: ``block``, ``block_influence``,
+    ``cka_in_out``, ``adjacent_cka`` (the book's: CKA between consecutive layers as the
+    book extracts them, the last one after the final norm), ``angular`` (span of 1, last
+    token) and ``angular_mean`` (span of 1, every token)."""
+    from ...analysis import removal as rm
+
+    def compute():
+        import torch
+
+        net, _, _, cal = _setup(model, window, n_eval, n_calibration)
+        states = rm.block_states(net, cal)
+        last = rm.block_states(net, cal, positions="last")
+        book = states.clone()
+        with torch.inference_mode():
+            book[-1] = rm.final_norm(net)(book[-1])
+        L = len(states) - 1
+        return pd.DataFrame(
+            {
+                "block": np.arange(L),
+                "block_influence": rm.block_influence(states),
+                "cka_in_out": rm.cka_in_out(states),
+                "adjacent_cka": rm.cka_in_out(book),
+                "angular": rm.angular_distance(last, 1),
+                "angular_mean": rm.angular_distance(states, 1),
+            }
+        )
+
+    inputs = _inputs(model, cfg, window=window, n_eval=n_eval, n_calibration=n_calibration)
+    return cached(
+        "block_scores",
+        inputs,
+        compute,
+        code=__name__,
+        kind="table",
+        check=check_table("block", "block_influence", "cka_in_out"),
+        label=model,
+    )
+
+
+def _orders(net, cal, ks, n_random, seeds, scores, window_loss_cal) -> dict:
+    """Removal sets per (ordering, k, seed)."""
+    from ...analysis import removal as rm
+
+    L = rm.n_blocks(net)
+    kmax = max(ks)
+    sets: dict = {}
+    ranked = {
+        "block_influence": rm.rank_blocks(scores["block_influence"], highest_first=False),
+        "cka_in_out": rm.rank_blocks(scores["cka_in_out"], highest_first=True),
+        "adjacent_cka": rm.rank_blocks(scores["adjacent_cka"], highest_first=True),
+        "last_first": list(range(L - 1, -1, -1)),
+    }
+
+    def states_of(removed):
+        if not removed:
+            return rm.block_states(net, cal)
+        keep = [b for b in range(L) if b not in removed]
+        with rm.skipping(net, keep):
+            return rm.block_states(net, cal)
+
+    ranked["cka_recomputed"] = rm.iterative_order(
+        states_of, rm.cka_in_out, kmax, highest_first=True
+    )
+    ranked["greedy_loss"], _ = rm.greedy_order(
+        lambda r: float(window_loss_cal.nll(r).sum()), L, kmax
+    )
+    last_states = rm.block_states(net, cal, positions="last")
+    for k in ks:
+        for name, order in ranked.items():
+            sets[(name, k, -1)] = sorted(order[:k])
+        sets[("angular_span", k, -1)] = rm.best_span(last_states, k)
+        for i, seed in enumerate(seeds[:n_random]):
+            rng = np.random.default_rng(seed)
+            sets[("random", k, i)] = sorted(int(b) for b in rng.choice(L, size=k, replace=False))
+    return sets
+
+
+def removal_sweep(
+    model: str,
+    cfg: Config,
+    *,
+    ks=(2, 4, 8),
+    n_random: int = 10,
+    window: int = 128,
+    n_eval: int = 16,
+    n_calibration: int = 8,
+    n_greedy: int = 4,
+) -> pd.DataFrame:
+    """Perplexity on held-out Brown news with ``k`` blocks removed, per ordering.
+
+    Orderings (see :mod:`redundancy.analysis.removal`): ``block_influence`` (lowest first),
+    ``cka_in_out`` and ``adjacent_cka`` (highest first), ``angular_span`` (the span of ``k``
+    blocks with the smallest angular distance, last token), ``greedy_loss`` (SLEB: greedy by
+    calibration loss, recomputed), ``cka_recomputed`` (CKA of input and output recomputed on
+    the pruned model after each removal: the moonshot built from the book's own measure),
+    ``greedy_loss`` searching on the first ``n_greedy`` calibration windows (its cost is
+    about ``L * k / 2`` forward passes),
+    ``last_first`` and ``random`` (``n_random`` seeds, seed ``i`` = ``cfg.random_state + i``).
+
+    Returns
+    -------
+    DataFrame
+        ``ordering``, ``k``, ``seed`` (-1 for deterministic orderings), ``blocks``
+        (comma-separated), ``perplexity``, ``low``, ``high`` (bootstrap over the evaluation
+        windows), ``ratio`` (to the unpruned model). The unpruned model is the row
+        ``ordering="none"``, ``k=0``. ``attrs``: ``baseline``, ``seconds``, ``n_blocks``,
+        ``eval_tokens``.
+    """
+    from ...analysis import removal as rm
+
+    ks = tuple(sorted({int(k) for k in ks}))
+    seeds = [cfg.random_state + i for i in range(n_random)]
+
+    def compute():
+        started = time.perf_counter()
+        net, _, ev, cal = _setup(model, window, n_eval, n_calibration)
+        scores = block_scores(model, cfg, window=window, n_eval=n_eval, n_calibration=n_calibration)
+        evaluator = rm.WindowLoss(net, ev)
+        greedy = rm.WindowLoss(net, cal[:n_greedy])  # SLEB's search runs on fewer windows
+        sets = _orders(net, cal, ks, n_random, seeds, scores, greedy)
+        base = rm.perplexity_interval(
+            evaluator.nll([]),
+            evaluator.n_tokens,
+            n_bootstrap=cfg.n_bootstrap,
+            confidence=cfg.confidence,
+            random_state=cfg.random_state,
+        )
+        rows = [
+            dict(
+                ordering="none",
+                k=0,
+                seed=-1,
+                blocks="",
+                perplexity=base[0],
+                low=base[1],
+                high=base[2],
+            )
+        ]
+        for (name, k, seed), blocks in sets.items():
+            value, low, high = rm.perplexity_interval(
+                evaluator.nll(blocks),
+                evaluator.n_tokens,
+                n_bootstrap=cfg.n_bootstrap,
+                confidence=cfg.confidence,
+                random_state=cfg.random_state,
+            )
+            rows.append(
+                dict(
+                    ordering=name,
+                    k=k,
+                    seed=seed,
+                    blocks=",".join(map(str, blocks)),
+                    perplexity=value,
+                    low=low,
+                    high=high,
+                )
+            )
+        table = pd.DataFrame(rows)
+        table["ratio"] = table["perplexity"] / base[0]
+        table.attrs.update(
+            baseline=base[0],
+            seconds=round(time.perf_counter() - started, 1),
+            n_blocks=rm.n_blocks(net),
+            eval_tokens=int(len(ev) * evaluator.n_tokens),
+        )
+        return table
+
+    inputs = _inputs(
+        model,
+        cfg,
+        ks=list(ks),
+        n_random=n_random,
+        window=window,
+        n_eval=n_eval,
+        n_calibration=n_calibration,
+        n_greedy=n_greedy,
+    )
+    check = check_table("ordering", "k", "seed", "perplexity", "low", "high")
+    return cached(
+        "removal_sweep", inputs, compute, code=__name__, kind="table", check=check, label=model
+    )
+
+
+def neuron_replacement(
+    model: str,
+    cfg: Config,
+    *,
+    block: int = 15,
+    site: str = "mlp",
+    n_neurons: int = 768,
+    window: int = 128,
+    n_eval: int = 16,
+    n_calibration: int = 8,
+) -> pd.DataFrame:
+    """Replace ``n_neurons`` randomly chosen neurons of one site inside the forward pass.
+
+    ``site="mlp"``: MLP neurons of ``block``; ``"residual"``: dimensions of the residual
+    stream after block ``block - 1`` (the book's layer ``block``). Each chosen neuron is
+    replaced either by its calibration mean (``mean``: keeps nothing) or by a least-squares
+    fit from its representative, the other neuron of the site it correlates with most on
+    the calibration text (``representative``: what a cluster of two keeps).
+
+    Returns
+    -------
+    DataFrame
+        ``method`` (``none``, ``mean``, ``representative``), ``perplexity``, ``low``,
+        ``high``, ``mean_abs_corr`` (between neurons and representatives).
+    """
+    from ...analysis import removal as rm
+
+    def compute():
+        import torch
+
+        net, _, ev, cal = _setup(model, window, n_eval, n_calibration)
+        acts = rm.site_activations(net, cal, site, block)
+        rng = np.random.default_rng(cfg.random_state)
+        neurons = np.sort(rng.choice(acts.shape[1], size=n_neurons, replace=False))
+        z = (acts - acts.mean(0)) / acts.std(0).clamp_min(1e-12)
+        corr = (z.T @ z) / len(z)
+        corr.fill_diagonal_(0)
+        reps = corr[neurons].abs().argmax(1).numpy()
+        best = corr[neurons, torch.as_tensor(reps)].abs().mean().item()
+        evaluator = rm.WindowLoss(net, ev, cache=False)
+        rows = []
+        fits = {
+            "none": None,
+            "mean": rm.mean_replacement(acts, neurons),
+            "representative": rm.fit_replacement(acts, neurons, reps),
+        }
+        for method, fit in fits.items():
+            if fit is None:
+                nll = evaluator.nll([])
+            else:
+                with rm.replaced_neurons(net, site, block, neurons, reps, *fit):
+                    nll = evaluator.nll([])
+            value, low, high = rm.perplexity_interval(
+                nll,
+                evaluator.n_tokens,
+                n_bootstrap=cfg.n_bootstrap,
+                confidence=cfg.confidence,
+                random_state=cfg.random_state,
+            )
+            rows.append(
+                dict(method=method, perplexity=value, low=low, high=high, mean_abs_corr=best)
+            )
+        return pd.DataFrame(rows)
+
+    inputs = _inputs(
+        model,
+        cfg,
+        block=block,
+        site=site,
+        n_neurons=n_neurons,
+        window=window,
+        n_eval=n_eval,
+        n_calibration=n_calibration,
+        seed=cfg.random_state,
+    )
+    check = check_table("method", "perplexity", "low", "high")
+    return cached(
+        "neuron_replacement", inputs, compute, code=__name__, kind="table", check=check, label=model
+    )
