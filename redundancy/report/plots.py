@@ -683,13 +683,47 @@ def plot_decomposition(measured: pd.DataFrame, ax=None, *, title=None, legend=Tr
     return ax
 
 
+def verdict_parts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The summary's rows: one per result chapter and headline part (token tasks, sentence
+    tasks; the chapter itself where it has no parts), each with its own level, value,
+    interval, the paper's number and the book's line (the setup chapter is not a result)."""
+    out = []
+    for r in verdicts.itertuples():
+        if str(r.chapter).startswith("01-") or r.value is None or pd.isna(r.value):
+            continue
+        parts = [p for p in (r.rows or []) if p.get("headline")] or [None]
+        for part in parts:
+            src = part or {
+                "scope": "",
+                "level": r.level,
+                "value": r.value,
+                "low": r.low,
+                "high": r.high,
+            }
+            out.append(
+                {
+                    "chapter": r.chapter,
+                    "part": src["scope"],
+                    "level": src["level"],
+                    "value": src["value"],
+                    "low": src["low"] if src["low"] is not None else src["value"],
+                    "high": src["high"] if src["high"] is not None else src["value"],
+                    "paper_value": r.paper_value,
+                    "threshold": getattr(r, "threshold", None),
+                    "unit": r.unit,
+                }
+            )
+    return pd.DataFrame(out)
+
+
 def plot_verdicts(verdicts: pd.DataFrame, axes=None):
-    """Small multiples, one per chapter with numbers: the paper's value (dashed) beside this
-    run's estimate and interval, coloured by the verdict (``verdicts.load(cfg)``)."""
+    """One row per result chapter and headline part (``verdict_parts``): this run's value and
+    interval as a dot coloured by that part's own verdict, the paper's number (dashed, only
+    where the paper gives one) and the book's own line (dotted) drawn apart."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    rows = verdicts[verdicts["value"].notna()].reset_index(drop=True)
+    rows = verdict_parts(verdicts)
     fig = None
     if axes is None:
         fig, axes = plt.subplots(
@@ -701,33 +735,33 @@ def plot_verdicts(verdicts: pd.DataFrame, axes=None):
         )
         axes = axes[:, 0]
     for ax, (_, r) in zip(axes, rows.iterrows()):
-        pct = r["unit"] == "fraction"
+        pct = r["unit"] in ("fraction", "share of the oracle")
         k = 100.0 if pct else 1.0
-        lo = r["low"] if pd.notna(r["low"]) else r["value"]
-        hi = r["high"] if pd.notna(r["high"]) else r["value"]
         color = LEVEL_COLORS.get(r["level"], "black")
         ax.errorbar(
             [k * r["value"]],
             [0],
-            xerr=[[k * (r["value"] - lo)], [k * (hi - r["value"])]],
+            xerr=[[k * max(r["value"] - r["low"], 0)], [k * max(r["high"] - r["value"], 0)]],
             fmt="o",
             color=color,
             capsize=3,
         )
         if pd.notna(r["paper_value"]):
             ax.axvline(k * r["paper_value"], color="black", linestyle="--", linewidth=1)
-        if "threshold" in r and pd.notna(r["threshold"]):
-            ax.axvline(k * r["threshold"], color="grey", linestyle=":", linewidth=1)
+        if pd.notna(r["threshold"]):
+            ax.axvline(k * r["threshold"], color="grey", linestyle=":", linewidth=1.2)
         ax.set_yticks([])
         ax.grid(axis="y", visible=False)
         unit = "%" if pct else str(r["unit"])
-        ax.set_title(f"{r['chapter']}: {r['level']}", loc="left", color=color)
+        name = str(r["chapter"]).split("-", 1)[-1].replace("-", " ")
+        part = f" · {r['part']}" if r["part"] else ""
+        ax.set_title(f"{r['chapter'][:2]} {name}{part}: {r['level']}", loc="left", color=color)
         ax.set_xlabel(f"measured ({unit})")
     if fig is not None:
         handles = [
             Line2D([], [], color="black", marker="o", linestyle="", label="this run, interval"),
-            Line2D([], [], color="black", linestyle="--", label="the paper"),
-            Line2D([], [], color="grey", linestyle=":", label="the book's line"),
+            Line2D([], [], color="black", linestyle="--", label="the paper's number"),
+            Line2D([], [], color="grey", linestyle=":", label="the book's line (no paper number)"),
         ]
         figure_legend(fig, handles=handles, labels=[h.get_label() for h in handles])
     return axes

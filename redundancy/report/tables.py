@@ -14,6 +14,7 @@ __all__ = [
     "cka_stats",
     "claim",
     "decisions",
+    "summary_markdown",
     "summary_table",
     "transfer_steps",
     "interval_text",
@@ -284,6 +285,25 @@ def transfer_steps(measured: pd.DataFrame) -> pd.DataFrame:
         }
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model / task", "branch", "δ (LS, FS)"])
+
+
+def summary_markdown(found: pd.DataFrame) -> str:
+    """The summary as a Markdown table whose chapter names link to the chapters: one row per
+    chapter and headline part, its verdict, the measured value with its interval and the
+    paper's number where the paper gives one."""
+    table = summary_table(found).reset_index()
+    lines = [
+        "| chapter | part | verdict | measured | interval | the paper |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in table.itertuples():
+        name = str(r.chapter)
+        title = name.split("-", 1)[-1].replace("-", " ")
+        lines.append(
+            f"| [{name[:2].lstrip('0')}. {title}]({name}) | {r.part} | *{r.verdict}* | "
+            f"{r.measured} | {r.interval} | {r.paper} |"
+        )
+    return "\n".join(lines)
 
 
 def summary_table(found: pd.DataFrame) -> pd.DataFrame:
