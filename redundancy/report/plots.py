@@ -683,6 +683,15 @@ def plot_decomposition(measured: pd.DataFrame, ax=None, *, title=None, legend=Tr
     return ax
 
 
+def _chapter_title(name: str) -> str:
+    """``"03-neurons-clustering"`` -> ``"3. Neuron-level general redundancy: ..."`` (the
+    chapter's declared title), or the name itself when no chapter has it."""
+    from .chapters import CHAPTERS
+
+    ch = CHAPTERS.get(str(name))
+    return f"{int(ch.name[:2])}. {ch.title}" if ch else str(name)
+
+
 def verdict_parts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The summary's rows: one per result chapter and headline part (token tasks, sentence
     tasks; the chapter itself where it has no parts), each with its own level, value,
@@ -691,7 +700,7 @@ def verdict_parts(verdicts: pd.DataFrame) -> pd.DataFrame:
     for r in verdicts.itertuples():
         if str(r.chapter).startswith("01-") or r.value is None or pd.isna(r.value):
             continue
-        parts = [p for p in (r.rows or []) if p.get("headline")] or [None]
+        parts = [p for p in (getattr(r, "rows", None) or []) if p.get("headline")] or [None]
         for part in parts:
             src = part or {
                 "scope": "",
@@ -753,9 +762,8 @@ def plot_verdicts(verdicts: pd.DataFrame, axes=None):
         ax.set_yticks([])
         ax.grid(axis="y", visible=False)
         unit = "%" if pct else str(r["unit"])
-        name = str(r["chapter"]).split("-", 1)[-1].replace("-", " ")
         part = f" · {r['part']}" if r["part"] else ""
-        ax.set_title(f"{r['chapter'][:2]} {name}{part}: {r['level']}", loc="left", color=color)
+        ax.set_title(f"{_chapter_title(r['chapter'])}{part}: {r['level']}", loc="left", color=color)
         ax.set_xlabel(f"measured ({unit})")
     if fig is not None:
         handles = [
