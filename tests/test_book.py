@@ -432,6 +432,12 @@ def test_first_run_estimates_come_from_units_of_work(tmp_path):
     )
     again = book._weights(notebooks, tmp_path / "tiny", tiny_units)
     assert again[setup] == pytest.approx(book._CHAPTER_OVERHEAD + 100.0)
+    # but a run a hundred times smaller than the set asked about says nothing of its cost:
+    # the default book is still estimated from the reference run, not from tiny's overheads
+    big = {k: v * 1000 for k, v in tiny_units.items()}
+    far = book._weights(notebooks, tmp_path / "big", big)
+    reference = book._reference_costs()["01"]
+    assert far[setup] == pytest.approx(book._CHAPTER_OVERHEAD + reference * big["01"])
     # and this set's own last timing wins over any estimate
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "timings.json").write_text(

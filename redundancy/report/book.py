@@ -261,10 +261,10 @@ def chapter_units(cfg) -> dict[str, float]:
 def _removal_units(cfg) -> float:
     """The removal chapter's work: a decoder's sweep (0 without a decoder in the run: the
     chapter then only says so). One unit per second of the reference machine, roughly."""
-    from ..encoders.decoders import is_decoder
+    from .chapters import decoders
 
     try:
-        return 600.0 * sum(bool(is_decoder(str(m))) for m in cfg.models)
+        return 600.0 * len(decoders(cfg))
     except Exception:  # noqa: BLE001 - an estimate must never stop a run
         return 0.0
 
@@ -282,9 +282,12 @@ def _reference_costs() -> dict[str, float]:
     }
 
 
-def _measured_costs(build_root: Path) -> dict[str, float]:
+def _measured_costs(build_root: Path, units: dict | None = None) -> dict[str, float]:
     """Cost per unit of each chapter from every parameter set executed on this machine (their
-    ``timings.json`` keep each executed chapter's seconds and units): the median."""
+    ``timings.json`` keep each executed chapter's seconds and units): the median over runs
+    of a comparable size. A run with less than a tenth of the units asked about is left
+    out: at that size fixed costs (loading models, starting fine-tuning) swamp the cost per
+    unit, and a tiny run would predict hours for the default book."""
     costs: dict[str, list[float]] = {}
     for path in build_root.glob("*/timings.json"):
         try:
@@ -293,8 +296,11 @@ def _measured_costs(build_root: Path) -> dict[str, float]:
             continue
         for stem, t in record.items() if isinstance(record, dict) else ():
             if isinstance(t, dict) and t.get("status") == "executed" and t.get("units"):
+                key, done = stem[:2], float(t["units"])
+                if units and key in units and done < 0.1 * float(units[key]):
+                    continue
                 seconds = max(float(t["seconds"]) - _CHAPTER_OVERHEAD, 0.0)
-                costs.setdefault(stem[:2], []).append(seconds / float(t["units"]))
+                costs.setdefault(key, []).append(seconds / done)
     return {k: sorted(v)[len(v) // 2] for k, v in costs.items()}
 
 
@@ -374,7 +380,7 @@ def _weights(notebooks, out_dir: Path, units: dict | None = None) -> dict[str, f
     except (OSError, ValueError):
         previous = {}
     known = {k: v["seconds"] for k, v in previous.items() if v.get("status") == "executed"}
-    costs = {**_reference_costs(), **_measured_costs(out_dir.parent)} if units else {}
+    costs = {**_reference_costs(), **_measured_costs(out_dir.parent, units)} if units else {}
     out = {}
     for nb in notebooks:
         key = nb.stem[:2]
