@@ -250,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks"
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every cached file when it is read (corpus, fine-tuned weights, converted "
+        "arrays), not only those whose size or time changed: damage that kept both is found "
+        "and rebuilt (same as REDUNDANCY_VERIFY=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("fetch-data", help="fetch the Brown corpus into the cache")
@@ -324,13 +331,19 @@ def _add_small_commands(sub) -> None:
     )
     p.add_argument("--name", help="kernel name (default: the one the notebooks name)")
     p.set_defaults(func=_cmd_kernel)
-    for p in sub.choices.values():  # --verbose after the command too
+    for p in sub.choices.values():  # --verbose and --verify after the command too
         p.add_argument(
             "-v",
             "--verbose",
             action="store_true",
             default=argparse.SUPPRESS,
             help="log at INFO level; show tracebacks",
+        )
+        p.add_argument(
+            "--verify",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="hash every cached file when it is read (REDUNDANCY_VERIFY=1)",
         )
 
 
@@ -393,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     _warnings_through_logging(args.verbose)
+    if args.verify:  # kernels and Dask jobs inherit the environment
+        from ._utils import VERIFY_ENV
+
+        os.environ[VERIFY_ENV] = "1"
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

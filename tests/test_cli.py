@@ -316,3 +316,21 @@ def test_cuda_error_words_the_command_line_fix(capsys, monkeypatch):
     assert line.endswith(
         "Use --device cpu, or leave --device out to pick the GPU only when there is one."
     )
+
+
+def test_verify_anywhere_on_the_line_asks_for_full_checks(monkeypatch):
+    """`--verify` before or after the command sets REDUNDANCY_VERIFY for everything the
+    command starts (kernels, Dask jobs), so damage that kept a file's size and time is
+    found; without it nothing is set."""
+    import os
+
+    from redundancy import cli
+    from redundancy._utils import VERIFY_ENV, verify_always
+
+    for argv in (["--verify", "tasks"], ["tasks", "--verify"]):
+        monkeypatch.delenv(VERIFY_ENV, raising=False)
+        assert cli.main(argv) == 0
+        assert os.environ.get(VERIFY_ENV) == "1" and verify_always()
+    monkeypatch.delenv(VERIFY_ENV, raising=False)
+    assert cli.main(["tasks"]) == 0
+    assert VERIFY_ENV not in os.environ
