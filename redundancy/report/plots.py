@@ -684,12 +684,10 @@ def plot_decomposition(measured: pd.DataFrame, ax=None, *, title=None, legend=Tr
 
 
 def _chapter_title(name: str) -> str:
-    """``"03-neurons-clustering"`` -> ``"3. Neuron-level general redundancy: ..."`` (the
-    chapter's declared title), or the name itself when no chapter has it."""
-    from .chapters import CHAPTERS
-
-    ch = CHAPTERS.get(str(name))
-    return f"{int(ch.name[:2])}. {ch.title}" if ch else str(name)
+    """``"03-neurons-clustering"`` -> ``"3. neurons clustering"`` (short enough for a panel
+    title at reading size), or the name itself when it has no number."""
+    number, _, rest = str(name).partition("-")
+    return f"{int(number)}. {rest.replace('-', ' ')}" if number.isdigit() and rest else str(name)
 
 
 def verdict_parts(verdicts: pd.DataFrame) -> pd.DataFrame:
