@@ -307,11 +307,14 @@ def summary_markdown(found: pd.DataFrame) -> str:
 
 
 def summary_table(found: pd.DataFrame) -> pd.DataFrame:
-    """One row per chapter and headline part (token tasks, sentence tasks, ...): verdict,
-    measured value with its interval, the paper's number where it gives one."""
+    """One row per chapter and judged part: the headline rows (token tasks, sentence tasks)
+    and, under them, every task, each with its verdict, measured value and interval, and the
+    paper's number where it gives one."""
     rows = []
     for r in found.itertuples():
-        parts = [p for p in (r.rows or []) if p.get("headline")] or [None]
+        judged = list(r.rows or [])
+        heads = [p for p in judged if p.get("headline")]
+        parts = (heads + [p for p in judged if not p.get("headline")]) if heads else [None]
         pct = r.unit in ("fraction", "share of the oracle")
         for part in parts:
             value = r.value if part is None else part["value"]
@@ -320,11 +323,21 @@ def summary_table(found: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "chapter": r.chapter,
-                    "part": "" if part is None else part["scope"],
+                    "part": ""
+                    if part is None
+                    else part["scope"]
+                    if part.get("headline")
+                    else f"· {part['scope']}",
                     "verdict": r.level if part is None else part["level"],
                     "measured": ""
                     if value is None or pd.isna(value)
-                    else (f"{100 * value:.1f}%" if pct else f"{value:,.2f}"),
+                    else (
+                        f"{100 * value:.1f}%"
+                        if pct
+                        else f"{value:,.0f}"
+                        if float(value).is_integer()
+                        else f"{value:,.2f}"
+                    ),
                     "interval": ""
                     if low is None or pd.isna(low)
                     else (interval_text(low, high) if pct else f"{low:.2f}-{high:.2f}"),
