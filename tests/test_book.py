@@ -125,7 +125,8 @@ def test_setup_code_is_hidden_and_figures_have_captions(path):
 def test_toc_lists_intro_and_every_notebook_once():
     files = book.toc_files(ROOT / "book" / "_toc.yml")
     assert files[0] == "intro"
-    assert files[1:] == [nb.stem for nb in NOTEBOOKS]
+    assert files[1:-1] == [nb.stem for nb in NOTEBOOKS]
+    assert files[-1] == "discussion" and (ROOT / "book" / "discussion.md").is_file()
     assert (ROOT / "book" / "intro.md").is_file()
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"

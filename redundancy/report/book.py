@@ -615,6 +615,15 @@ def results_summary(cfg) -> str:
     )
 
 
+def discussion_text(cfg) -> str:
+    """The closing page's text for this run (:func:`redundancy.report.interpret.discussion`
+    of its recorded verdicts)."""
+    from . import verdicts
+    from .interpret import discussion
+
+    return discussion(cfg, verdicts.load(cfg))
+
+
 def assemble_book(
     executed_dir: Path,
     book_src: Path,
@@ -767,7 +776,7 @@ def _build_locked(
         Path(book_dir or BOOK_DIR),
         out_dir / "book",
         all_notebooks,
-        {"results_summary": results_summary(cfg)},
+        {"results_summary": results_summary(cfg), "discussion": discussion_text(cfg)},
     )
     html = run_jupyter_book(source, strict=strict)
     final = Path(html_dir) if html_dir else Path(book_dir or BOOK_DIR) / "_build" / "html"
