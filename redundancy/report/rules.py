@@ -50,6 +50,25 @@ class _Rule:
         raise NotImplementedError
 
 
+def _task_verdict(rule, per_task: list[dict], unit_text, **extra) -> Verdict:
+    """The verdict of a rule that judges each task: headline rows by task kind
+    (:func:`_by_kind`), the chapter's level from them, every task's row after them."""
+    heads = _by_kind(per_task, unit_text)
+    level, value, low, high = _headline(heads)
+    return Verdict(
+        rule.chapter,
+        rule.claim,
+        level,
+        "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
+        rule.describe(),
+        value=value,
+        low=low,
+        high=high,
+        rows=heads + per_task,
+        **extra,
+    )
+
+
 def _by_kind(per_task: list[dict], unit_text) -> list[dict]:
     """Headline rows, one per task kind present, from per-task rows (``kind``, ``level``,
     ``value``, ``low``, ``high``)."""
@@ -313,23 +332,11 @@ class ClusteringRule(_Rule):
                     f"{_pct_span(sure, possible)} of the neurons redundant within δ",
                 )
             )
-        heads = _by_kind(
+        return _task_verdict(
+            self,
             per_task,
             lambda v, lo, hi: f"{_pct(v)} redundant on average (tasks {_pct_span(lo, hi)})",
-        )
-        level, value, low, high = _headline(heads)
-        measured = "; ".join(f"{h['scope']}: {h['text']}" for h in heads)
-        return Verdict(
-            self.chapter,
-            self.claim,
-            level,
-            measured,
-            self.describe(),
             paper_value=self.reproduced_at,
-            value=value,
-            low=low,
-            high=high,
-            rows=heads + per_task,
         )
 
 
@@ -394,24 +401,13 @@ class LayerRule(_Rule):
                     f"({_pct_span(at['low'], at['high'])}); first within δ: {reach}",
                 )
             )
-        heads = _by_kind(
+        return _task_verdict(
+            self,
             per_task,
             lambda v, lo, hi: (
                 f"the lower third keeps {_pct(v)} of the oracle ({_pct_span(lo, hi)})"
             ),
-        )
-        level, value, low, high = _headline(heads)
-        return Verdict(
-            self.chapter,
-            self.claim,
-            level,
-            "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
-            self.describe(),
-            value=value,
-            low=low,
-            high=high,
             unit="share of the oracle",
-            rows=heads + per_task,
         )
 
 
@@ -480,22 +476,11 @@ class RankingRule(_Rule):
                     f"{_pct_span(sure, maybe)}",
                 )
             )
-        heads = _by_kind(
+        return _task_verdict(
+            self,
             per_task,
             lambda v, lo, hi: f"{_pct(v)} removable on average (tasks {_pct_span(lo, hi)})",
-        )
-        level, value, low, high = _headline(heads)
-        return Verdict(
-            self.chapter,
-            self.claim,
-            level,
-            "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
-            self.describe(),
             paper_value=self.removable,
-            value=value,
-            low=low,
-            high=high,
-            rows=heads + per_task,
         )
 
 
@@ -574,21 +559,11 @@ class TransferRule(_Rule):
                     "of the neurons",
                 )
             )
-        heads = _by_kind(
-            per_task, lambda v, lo, hi: f"score kept {_pct(v)} (intervals {_pct_span(lo, hi)})"
-        )
-        level, value, low, high = _headline(heads)
-        return Verdict(
-            self.chapter,
-            self.claim,
-            level,
-            "; ".join(f"{h['scope']}: {h['text']}" for h in heads),
-            self.describe(),
+        return _task_verdict(
+            self,
+            per_task,
+            lambda v, lo, hi: f"score kept {_pct(v)} (intervals {_pct_span(lo, hi)})",
             paper_value=self.score_kept,
-            value=value,
-            low=low,
-            high=high,
-            rows=heads + per_task,
         )
 
 
