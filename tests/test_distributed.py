@@ -186,6 +186,8 @@ _COMPUTED_BY = {
     "block_scores": "removal",
     "removal_sweep": "removal",
     "neuron_replacement": "removal",
+    "encoder_removal": "removal",
+    "cluster_replacement": "removal",
     "minimal_sets": "minimal_sets",
     "transfer_table": "transfer",
     "forward_timing": "forward_timing",
@@ -205,7 +207,7 @@ def test_plan_has_a_job_for_every_step_the_chapters_call_in_dependency_order():
         assert len(set(names)) == len(names)
         steps = {j.step for j in jobs}
         wanted = {_COMPUTED_BY[s] for s in called if s in _COMPUTED_BY}
-        assert wanted - {"cross_cka", "removal"} <= steps  # removal: only with a decoder
+        assert wanted - {"cross_cka"} <= steps
         assert ("cross_cka" in steps) == (len(c.models) >= 2)
         seen = set()
         for job in jobs:

@@ -71,7 +71,9 @@ def test_mixed_outcomes_are_partly():
     assert v.level == "partly reproduced"
     some_noise = RemovalRule().judge(_table([70, 108, 185], [80, 110, 190], RANDOM))
     assert some_noise.level == "partly reproduced"
-    assert "inconclusive" in {r["level"] for r in some_noise.rows}
+    out = RemovalRule().outcomes(_table([70, 108, 185], [80, 110, 190], RANDOM))
+    assert list(out["outcome"]) == ["better", "undecided", "undecided"]
+    assert "undecided" in some_noise.measured
 
 
 def test_random_median_is_the_reference():
@@ -131,3 +133,138 @@ def test_summary_and_plot():
     removal_view.plot_removal(t, ax=ax)
     assert len(ax.containers) == 3 and ax.get_yscale() == "log"
     plt.close(fig)
+
+
+def _accuracy_table(book, lf, bi, random, *, width=0.01, task="upos", model="minilm"):
+    """An encoder sweep: accuracy (higher is better) of the book's ordering, last blocks
+    first and Block Influence per k = 1, 2, 3; ``random`` a list per k."""
+    rows = [dict(ordering="none", k=0, seed=-1, score=0.9, low=0.89, high=0.91)]
+    for i, k in enumerate((1, 2, 3)):
+        for name, v in (
+            ("adjacent_cka", book[i]),
+            ("last_first", lf[i]),
+            ("block_influence", bi[i]),
+        ):
+            rows.append(dict(ordering=name, k=k, seed=-1, score=v, low=v - width, high=v + width))
+        for s, v in enumerate(random[i]):
+            rows.append(
+                dict(ordering="random", k=k, seed=s, score=v, low=v - width, high=v + width)
+            )
+    t = pd.DataFrame(rows)
+    t["task"], t["model"] = task, model
+    return t
+
+
+ACC_RANDOM = [[0.7, 0.8, 0.85], [0.5, 0.7, 0.8], [0.4, 0.5, 0.7]]
+
+
+def test_accuracy_higher_is_better():
+    good = _accuracy_table([0.89, 0.88, 0.86], [0.6, 0.5, 0.4], [0.85, 0.8, 0.75], ACC_RANDOM)
+    v = RemovalRule().judge(good)
+    parts = {r["scope"]: r["level"] for r in v.rows}
+    # CKA beats both references at every k; the last blocks lose to random at every k
+    assert parts["CKA: minilm / upos"] == "reproduced"
+    assert parts["probes: minilm / upos"] == "not reproduced"
+    assert parts["CKA"] == "reproduced" and parts["probes"] == "not reproduced"
+    assert v.level == "partly reproduced" and v.unit == "score"
+    # the same numbers read as perplexities (lower is better) flip every comparison
+    as_ppl = good.drop(columns=["score"]).assign(perplexity=good["score"])
+    flipped = RemovalRule().outcomes(as_ppl.drop(columns=["task", "model"]))
+    assert set(flipped["vs_block_influence"]) == {"loses"}
+
+
+def test_parts_combine_over_tasks():
+    a = _accuracy_table([0.89, 0.88, 0.86], [0.89, 0.88, 0.86], [0.8, 0.7, 0.6], ACC_RANDOM)
+    b = _accuracy_table(
+        [0.7, 0.6, 0.5], [0.89, 0.88, 0.86], [0.8, 0.7, 0.6], ACC_RANDOM, task="fiction"
+    )
+    v = RemovalRule().judge(pd.concat([a, b]))
+    heads = {r["scope"]: r["level"] for r in v.rows if r["headline"]}
+    assert heads == {"CKA": "partly reproduced", "probes": "reproduced"}
+    assert v.value is None  # several parts in different units: no single number
+
+
+def _neurons(cluster, random, *, width=2.0):
+    rows = [
+        dict(
+            kind="none",
+            threshold=float("nan"),
+            method="none",
+            seed=-1,
+            n_replaced=0,
+            perplexity=60.0,
+            low=58.0,
+            high=62.0,
+        )
+    ]
+    for i, t in enumerate((0.1, 0.3, 0.5)):
+        n = 0 if cluster[i] is None else 10 * (i + 1)
+        if n:
+            rows.append(
+                dict(
+                    kind="within-layer",
+                    threshold=t,
+                    method="cluster",
+                    seed=-1,
+                    n_replaced=n,
+                    perplexity=cluster[i],
+                    low=cluster[i] - width,
+                    high=cluster[i] + width,
+                )
+            )
+            rows += [
+                dict(
+                    kind="within-layer",
+                    threshold=t,
+                    method="random-mean",
+                    seed=s,
+                    n_replaced=n,
+                    perplexity=v,
+                    low=v - width,
+                    high=v + width,
+                )
+                for s, v in enumerate(random[i])
+            ]
+        else:
+            rows.append(
+                dict(
+                    kind="within-layer",
+                    threshold=t,
+                    method="cluster",
+                    seed=-1,
+                    n_replaced=0,
+                    perplexity=60.0,
+                    low=58.0,
+                    high=62.0,
+                )
+            )
+    t = pd.DataFrame(rows)
+    t["model"] = "smollm2"
+    return t
+
+
+def test_clustering_evidence():
+    blocks = _table([70, 80, 100], [80, 110, 190], RANDOM).assign(model="smollm2")
+    holds = RemovalRule().judge(blocks, _neurons([61, 63, None], [[70, 72], [80, 90], []]))
+    parts = {r["scope"]: r for r in holds.rows}
+    assert parts["clustering: smollm2 / within-layer"]["level"] == "reproduced"
+    # threshold 0.5 replaced nothing: not a setting
+    assert "t=0.5" not in parts["clustering: smollm2 / within-layer"]["text"]
+    fails = RemovalRule().judge(blocks, _neurons([75, 95, None], [[70, 72], [80, 90], []]))
+    assert {r["scope"]: r["level"] for r in fails.rows}["clustering"] == "not reproduced"
+    noise = RemovalRule().judge(blocks, _neurons([70, 84, None], [[70, 72], [80, 90], []]))
+    assert {r["scope"]: r["level"] for r in noise.rows}["clustering"] == "inconclusive"
+    assert noise.level == "inconclusive"
+
+
+def test_meaning_names_the_share_of_random_sets_each_choice_beats():
+    from redundancy.report import interpret
+    from redundancy.report.removal_rule import scored
+
+    t = scored(_accuracy_table([0.89, 0.88, 0.86], [0.6, 0.5, 0.45], [0.85, 0.8, 0.75], ACC_RANDOM))
+    v = RemovalRule().judge(t)
+    text = interpret.meaning("08-removal", None, (t, None), v)
+    # k = 3: random sets 0.4, 0.5, 0.7; CKA 0.86 beats all three, LayerSelector 0.45 one
+    assert "the book's CKA did better than 100% of the 3 random sets" in text
+    assert "LayerSelector (last blocks first) 33%" in text
+    assert "best ordering was adjacent_cka" in text

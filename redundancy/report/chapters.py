@@ -506,24 +506,59 @@ def _nothing(cfg: Config) -> list[Call]:
 
 
 def decoders(cfg: Config) -> list[str]:
-    """The run's models that are causal LMs (the removal chapter runs on the first)."""
+    """The run's models that are causal LMs (the removal chapter measures their perplexity)."""
     from ..encoders.decoders import is_decoder
     from ..encoders.models import model_problem, resolve_model
 
     return [m for m in cfg.models if model_problem(m) is None and is_decoder(resolve_model(m))]
 
 
+def removal_encoders(cfg: Config) -> list[str]:
+    """The run's encoders with weights (not activation folders): the removal chapter
+    measures their tasks' accuracy with blocks removed."""
+    from .features import _is_activation_set
+
+    found = set(decoders(cfg))
+    return [m for m in cfg.models if m not in found and not _is_activation_set(m)]
+
+
 def _removal_calls(cfg: Config) -> list[Call]:
-    found = decoders(cfg)
-    if not found:
-        return []
-    model = found[0]
-    return [
-        Call("removal", f"{_STEPS}.removal:block_scores", (model,)),
-        Call("removal", f"{_STEPS}.removal:removal_sweep", (model,)),
-        Call("removal", f"{_STEPS}.removal:neuron_replacement", (model,)),
-        Call("removal", f"{_STEPS}.removal_neurons:cluster_replacement", (model,)),
+    calls = [
+        Call("removal", f"{_STEPS}.removal_encoder:encoder_removal", (m, t))
+        for m in removal_encoders(cfg)
+        for t in cfg.tasks
     ]
+    for model in decoders(cfg):
+        calls += [
+            Call("removal", f"{_STEPS}.removal:block_scores", (model,)),
+            Call("removal", f"{_STEPS}.removal:removal_sweep", (model,)),
+            Call("removal", f"{_STEPS}.removal_neurons:cluster_replacement", (model,)),
+        ]
+    return calls
+
+
+def measure_removal(cfg: Config, rule=None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``(blocks, neurons)`` for :class:`~redundancy.report.removal_rule.RemovalRule`:
+    every removal sweep of the run (encoders: a task's ``score``, higher is better;
+    decoders: ``perplexity`` on Brown news, lower is better) with ``model`` and ``task``,
+    and the decoders' cluster replacements with ``model`` (None without a decoder)."""
+    from .removal_rule import scored
+    from .steps.removal import removal_sweep
+    from .steps.removal_encoder import encoder_removal
+    from .steps.removal_neurons import cluster_replacement
+
+    parts = [
+        scored(encoder_removal(m, t, cfg)).assign(model=m)
+        for m in removal_encoders(cfg)
+        for t in cfg.tasks
+    ]
+    parts += [
+        scored(removal_sweep(m, cfg)).assign(model=m, task="Brown news perplexity")
+        for m in decoders(cfg)
+    ]
+    neurons = [cluster_replacement(m, cfg).assign(model=m) for m in decoders(cfg)]
+    blocks = pd.concat(parts, ignore_index=True) if parts else None
+    return blocks, (pd.concat(neurons, ignore_index=True) if neurons else None)
 
 
 def _removal_rule():
@@ -589,6 +624,7 @@ CHAPTERS = {
             "08-removal",
             "Removing what is redundant",
             _removal_calls,
+            measure_removal,
             rule=_removal_rule(),
         ),
         Chapter("09-summary", "Summary", _nothing),

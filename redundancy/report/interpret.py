@@ -173,6 +173,50 @@ def _timing(measured, verdict) -> list[str]:
     return out
 
 
+_BOOK_ORDERINGS = {
+    "adjacent_cka": "the book's CKA",
+    "last_first": "LayerSelector (last blocks first)",
+    "block_influence": "Block Influence",
+}
+
+
+def _beats_share(value: float, random: pd.Series, higher: bool) -> float:
+    """Fraction of the random sets a choice does strictly better than."""
+    return float((random < value).mean() if higher else (random > value).mean())
+
+
+def _removal(measured, verdict) -> list[str]:
+    blocks, neurons = measured
+    out = []
+    if blocks is not None and len(blocks):
+        for (model, task), g in blocks.groupby(["model", "task"], sort=False):
+            higher = bool(g["higher_better"].iloc[0])
+            k = int(g["k"].max())
+            at = g[g["k"] == k]
+            rnd = at.loc[at["ordering"] == "random", "score"]
+            shares = [
+                f"{label} {_pct(_beats_share(float(row['score'].iloc[0]), rnd, higher), 0)}"
+                for name, label in _BOOK_ORDERINGS.items()
+                if not (row := at[at["ordering"] == name]).empty
+            ]
+            fixed = at[at["ordering"] != "random"]
+            best = fixed.loc[fixed["score"].idxmax() if higher else fixed["score"].idxmin()]
+            if shares:
+                first, *rest = shares
+                label, share = first.rsplit(" ", 1)
+                out.append(
+                    f"{model} / {task}, {k} blocks removed: {label} did better than {share} of "
+                    f"the {len(rnd)} random sets" + "".join(f", {r}" for r in rest) + "; the "
+                    f"best ordering was {best['ordering']}"
+                    + (f" (blocks {best['blocks']})." if "blocks" in best else ".")
+                )
+    if neurons is not None and len(neurons):
+        part = [r for r in verdict.rows if r["kind"] == "clustering" and not r["headline"]]
+        for r in part:
+            out.append(f"Clustering's replacement, {r['scope'].split(': ', 1)[1]}: {r['level']}.")
+    return out
+
+
 def meaning(name: str, cfg, measured, verdict) -> str:
     """The closing paragraph of chapter ``name`` (Markdown), from its measurement and
     verdict."""
@@ -189,6 +233,8 @@ def meaning(name: str, cfg, measured, verdict) -> str:
         parts = _transfer(measured, verdict)
     elif key == "07":
         parts = _timing(measured, verdict)
+    elif key == "08":
+        parts = _removal(measured, verdict)
     else:
         parts = []
     if not parts:

@@ -222,10 +222,17 @@ class _Planner:
             model, task = c.args
             deps = (self.extract(model, task, "train"),)
             return self.add(f"windows {model} / {task}", c.step, c.target, c.args, kw, deps)
-        if c.step == "removal":  # loads its decoder and the Brown text itself
+        if c.step == "removal":  # loads its model and the Brown text itself
             function = c.target.rpartition(":")[2]
             name = f"{function} {' / '.join(map(str, c.args))}"
-            return self.add(name, c.step, c.target, c.args, kw)
+            deps = ()
+            if function == "encoder_removal":  # a sentence task's fine-tuned model first
+                from .features import source_of
+
+                model, task = c.args
+                if source_of(model, task, self.cfg).finetuned_on:
+                    deps = (self.finetune(model, task),)
+            return self.add(name, c.step, c.target, c.args, kw, deps)
         raise ValueError(f"The pipeline does not know the stage {c.step!r} of a chapter's call.")
 
 

@@ -1,4 +1,4 @@
-"""What the removal chapter shows: perplexity against blocks removed, and its table."""
+"""What the removal chapter shows: loss against blocks removed, neurons replaced, tables."""
 
 from __future__ import annotations
 
@@ -6,63 +6,139 @@ import numpy as np
 import pandas as pd
 
 LABELS = {
+    "adjacent_cka": "book's adjacent-layer CKA, highest first",
+    "last_first": "last blocks first (LayerSelector)",
     "block_influence": "Block Influence (ShortGPT), lowest first",
     "cka_in_out": "CKA(block input, output), highest first",
-    "adjacent_cka": "book's adjacent-layer CKA, highest first",
     "angular_span": "angular distance, best span (Gromov)",
     "greedy_loss": "greedy by calibration loss (SLEB)",
+    "greedy_output": "greedy by change of the last layer",
     "cka_recomputed": "CKA recomputed after each removal",
-    "last_first": "last blocks first",
-    "random": "random blocks (median; bars: range over seeds)",
+    "random": "random blocks (median; bars: range of the sets)",
 }
+"""How the figures and tables name each ordering."""
+
+METHODS = {
+    "cluster": "clustering: fit from the representative",
+    "cluster-mean": "the same neurons: their mean",
+    "random-mean": "as many random neurons: their mean (median; bars: range)",
+}
+"""How the neuron figure names each replacement."""
+
+
+def _value_column(table: pd.DataFrame) -> tuple[str, bool]:
+    """The score column and whether higher is better (decoders: perplexity, lower)."""
+    if "score" in table:
+        return "score", True
+    return "perplexity", False
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per ordering and k: perplexity, its interval, the ratio to the unpruned
-    model and the blocks removed; random orderings as the median over seeds with the range
-    of the seeds in ``low``/``high``."""
+    """One row per ordering and k: the score (or perplexity), its interval, the ratio to
+    the whole model and the blocks removed; random sets as their median with the range of
+    the sets in ``low``/``high``. Sorted by k, best first."""
+    col, higher = _value_column(table)
+    exhaustive = table.attrs.get("random") == "exhaustive"
     rows = []
     for (name, k), g in table[table["k"] > 0].groupby(["ordering", "k"], sort=False):
         if name == "random":
             rows.append(
-                dict(
-                    ordering=name,
-                    k=k,
-                    perplexity=float(np.median(g["perplexity"])),
-                    low=float(g["perplexity"].min()),
-                    high=float(g["perplexity"].max()),
-                    ratio=float(np.median(g["ratio"])),
-                    blocks=f"{len(g)} seeds",
-                )
+                {
+                    "ordering": name,
+                    "k": k,
+                    col: float(np.median(g[col])),
+                    "low": float(g[col].min()),
+                    "high": float(g[col].max()),
+                    "ratio": float(np.median(g["ratio"])),
+                    "blocks": f"all {len(g)} sets" if exhaustive else f"{len(g)} seeds",
+                }
             )
         else:
             r = g.iloc[0]
             rows.append(
-                dict(ordering=name, k=k, perplexity=r["perplexity"], low=r["low"], high=r["high"],
-                     ratio=r["ratio"], blocks=r["blocks"])
+                {"ordering": name, "k": k, col: r[col], "low": r["low"], "high": r["high"],
+                 "ratio": r["ratio"], "blocks": r["blocks"]}
             )  # fmt: skip
     out = pd.DataFrame(rows)
-    return out.sort_values(["k", "perplexity"]).set_index(["k", "ordering"])
+    out = out.sort_values(["k", col], ascending=[True, not higher])
+    return out.set_index(["k", "ordering"])
 
 
-def plot_removal(table: pd.DataFrame, ax=None):
-    """Perplexity (log scale) against the number of blocks removed, one line per ordering,
-    error bars from the bootstrap interval (random: the seeds' range); the dashed line is
-    the unpruned model."""
+def plot_removal(table: pd.DataFrame, ax=None, *, title: str | None = None):
+    """The score (or perplexity, log scale) against the number of blocks removed, one line
+    per ordering with its bootstrap interval (random: the range of the sets); the dashed
+    line is the whole model (decoders: the dotted one twice its perplexity)."""
     import matplotlib.pyplot as plt
 
     ax = ax if ax is not None else plt.gca()
+    col, higher = _value_column(table)
     s = summary(table).reset_index()
     for name in [o for o in LABELS if o in set(s["ordering"])]:
         g = s[s["ordering"] == name].sort_values("k")
-        err = np.vstack([g["perplexity"] - g["low"], g["high"] - g["perplexity"]])
-        ax.errorbar(g["k"], g["perplexity"], yerr=err, marker="o", capsize=3, label=LABELS[name])
-    base = float(table.loc[table["ordering"] == "none", "perplexity"].iloc[0])
-    ax.axhline(base, color="grey", linestyle="--", linewidth=1, label="no block removed")
-    ax.axhline(2 * base, color="grey", linestyle=":", linewidth=1, label="2 x unpruned")
-    ax.set_yscale("log")
+        err = np.vstack([g[col] - g["low"], g["high"] - g[col]]).clip(min=0)
+        style = {"color": "grey", "linestyle": "--"} if name == "random" else {}
+        ax.errorbar(g["k"], g[col], yerr=err, marker="o", capsize=3, label=LABELS[name], **style)
+    base = float(table.loc[table["ordering"] == "none", col].iloc[0])
+    ax.axhline(base, color="black", linestyle="--", linewidth=1, label="no block removed")
+    if higher:
+        ax.set_ylabel(table.attrs.get("metric", "score") + " (test subset)")
+    else:
+        ax.axhline(2 * base, color="black", linestyle=":", linewidth=1, label="2 x unpruned")
+        ax.set_yscale("log")
+        ax.set_ylabel("perplexity, Brown news")
     ax.set_xlabel("blocks removed (k)")
-    ax.set_ylabel("perplexity on held-out Brown news")
     ax.set_xticks(sorted(set(s["k"])))
-    ax.legend(fontsize=7, loc="upper left")
+    if title:
+        ax.set_title(title)
     return ax
+
+
+def plot_model_removal(blocks: pd.DataFrame, tables: dict | None = None):
+    """One panel per task of one model (:func:`plot_removal`), one legend under them.
+
+    ``blocks``: the chapter's measured rows of one model (``task`` column); ``tables``
+    (task -> the step's table) lends each panel its attrs (metric, random sets)."""
+    from . import plots
+
+    tasks = list(dict.fromkeys(blocks["task"]))
+    fig, axes = plots.panels(len(tasks), min_width=3.3, height=3.2)
+    for ax, task in zip(axes, tasks):
+        part = blocks[blocks["task"] == task].drop(columns=["higher_better"], errors="ignore")
+        if (tables or {}).get(task) is not None:
+            part.attrs.update(tables[task].attrs)
+        plot_removal(part, ax=ax, title=str(task))
+    plots.figure_legend(fig, axes[0])
+    return fig
+
+
+def plot_neurons(neurons: pd.DataFrame):
+    """Perplexity against the clustering threshold, one panel per kind of cluster
+    (within a layer, residual carry): clustering's replacement, the same neurons replaced
+    by their mean, and as many random neurons replaced by their mean; the dashed line is
+    the whole model. Thresholds at which clustering replaced nothing are left out."""
+    from . import plots
+
+    base = float(neurons.loc[neurons["method"] == "none", "perplexity"].iloc[0])
+    data = neurons[(neurons["method"] != "none") & (neurons["n_replaced"] > 0)]
+    kinds = list(dict.fromkeys(data["kind"])) or ["(nothing replaced)"]
+    fig, axes = plots.panels(len(kinds), min_width=3.3, height=3.2)
+    for ax, kind in zip(axes, kinds):
+        part = data[data["kind"] == kind]
+        for method, label in METHODS.items():
+            g = part[part["method"] == method].groupby("threshold")["perplexity"]
+            if not len(g):
+                continue
+            mid = g.median()
+            if method == "random-mean":
+                lo, hi = g.min(), g.max()
+            else:
+                lo = part[part["method"] == method].groupby("threshold")["low"].min()
+                hi = part[part["method"] == method].groupby("threshold")["high"].max()
+            err = np.vstack([mid - lo, hi - mid]).clip(min=0)
+            ax.errorbar(mid.index, mid, yerr=err, marker="o", capsize=3, label=label)
+        ax.axhline(base, color="black", linestyle="--", linewidth=1, label="nothing replaced")
+        ax.set_title(str(kind))
+        ax.set_xlabel("clustering threshold (1 - |correlation|)")
+        ax.set_ylabel("perplexity, Brown news")
+    plots.figure_legend(fig, axes[0])
+    return fig
