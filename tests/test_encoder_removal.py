@@ -133,7 +133,7 @@ def test_encoder_removal_step_on_a_tiny_bert(tiny_bert, tmp_path, monkeypatch):
         models=(tiny_bert,), token_tasks=("brown-upos",), sentence_tasks=(), n_bootstrap=50,
         probe_epochs=2,
     )  # fmt: skip
-    opts = dict(n_test=20, n_train=30, n_calibration=12)
+    opts = dict(n_test=20, n_token_sentences=25, n_calibration=12)
     table = step.encoder_removal(tiny_bert, "brown-upos", cfg, **opts)
     assert table.attrs["n_blocks"] == 2 and table.attrs["random"] == "exhaustive"
     assert table.attrs["readout"] == "probe"

@@ -220,11 +220,12 @@ def _sweep(model: str, task_name: str, cfg: Config, sizes: dict, ks, n_random, m
     token = task.level == "token"
     pooling = "first" if cfg.pooling == "auto" else cfg.pooling
     read = "head" if head else ("words" if token else "sentence")
-    sents, y, groups = _instances(task, "test", sizes["n_test"], cfg.random_state)
+    n_test = sizes["n_token"] if token else sizes["n_test"]
+    sents, y, groups = _instances(task, "test", n_test, cfg.random_state)
     test = _Split(net, tok, sents, cfg, read, pooling)
     train = y_train = None
     if not head:
-        sents_tr, y_train, _ = _instances(task, "train", sizes["n_train"], cfg.random_state)
+        sents_tr, y_train, _ = _instances(task, "train", sizes["n_token"], cfg.random_state)
         train = _Split(net, tok, sents_tr, cfg, read, pooling)
     cal = _Split(net, tok, _calibration(sizes["n_calibration"]), cfg, "layers")
     total = cal.runs.total
@@ -266,7 +267,7 @@ def encoder_removal(
     *,
     ks=None,
     n_test: int = 300,
-    n_train: int = 300,
+    n_token_sentences: int = 150,
     n_calibration: int = 200,
     n_random: int = 10,
     max_exhaustive: int = 20,
@@ -280,10 +281,11 @@ def encoder_removal(
     ks : list of int, optional
         Default :func:`removal_ks` (for 6 blocks: 1, 2, 3).
     n_test : int
-        Test instances (sentences; token tasks: sentences whose words are all scored),
-        a seeded subset.
-    n_train : int
-        Training sentences of the probe (probe readouts only).
+        Test instances of a sentence task (a seeded subset).
+    n_token_sentences : int
+        Token tasks: test sentences (every word scored) and, as many, training sentences
+        of the probe (seeded subsets); sentence tasks without fine-tuning: training
+        instances of the probe.
     n_calibration : int
         Brown *learned* sentences the orderings are computed on.
     n_random, max_exhaustive : random sets: all ``C(L, k)`` when at most ``max_exhaustive``,
@@ -301,7 +303,11 @@ def encoder_removal(
     """
     from ..features import features_identity
 
-    sizes = {"n_test": int(n_test), "n_train": int(n_train), "n_calibration": int(n_calibration)}
+    sizes = {
+        "n_test": int(n_test),
+        "n_token": int(n_token_sentences),
+        "n_calibration": int(n_calibration),
+    }
     inputs = {
         "features": features_identity(model, task_name, cfg),
         "sizes": sizes,
