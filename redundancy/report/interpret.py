@@ -200,15 +200,22 @@ def _removal(measured, verdict) -> list[str]:
                 if not (row := at[at["ordering"] == name]).empty
             ]
             fixed = at[at["ordering"] != "random"]
-            best = fixed.loc[fixed["score"].idxmax() if higher else fixed["score"].idxmin()]
+            top = fixed["score"].max() if higher else fixed["score"].min()
+            tied = list(dict.fromkeys(fixed.loc[fixed["score"] == top, "ordering"]))
+            if len(tied) == len(set(fixed["ordering"])):
+                best = "every ordering scored the same"
+            elif len(tied) > 1:
+                best = "the best orderings (tied) were " + ", ".join(tied)
+            else:
+                row = fixed[fixed["ordering"] == tied[0]].iloc[0]
+                blocks = f" (blocks {row['blocks']})" if "blocks" in row else ""
+                best = f"the best ordering was {tied[0]}{blocks}"
             if shares:
                 first, *rest = shares
                 label, share = first.rsplit(" ", 1)
                 out.append(
                     f"{model} / {task}, {k} blocks removed: {label} did better than {share} of "
-                    f"the {len(rnd)} random sets" + "".join(f", {r}" for r in rest) + "; the "
-                    f"best ordering was {best['ordering']}"
-                    + (f" (blocks {best['blocks']})." if "blocks" in best else ".")
+                    f"the {len(rnd)} random sets" + "".join(f", {r}" for r in rest) + f"; {best}."
                 )
     if neurons is not None and len(neurons):
         part = [r for r in verdict.rows if r["kind"] == "clustering" and not r["headline"]]
