@@ -158,5 +158,5 @@ def test_removal_ks():
     from redundancy.report.steps.removal_encoder import removal_ks
 
     assert removal_ks(6) == [1, 2, 3]
-    assert removal_ks(12) == [1, 2, 3, 4, 6]
+    assert removal_ks(12) == [1, 2, 3, 6]
     assert removal_ks(2) == [1]

@@ -516,10 +516,15 @@ def decoders(cfg: Config) -> list[str]:
 def removal_encoders(cfg: Config) -> list[str]:
     """The run's encoders with weights (not activation folders): the removal chapter
     measures their tasks' accuracy with blocks removed."""
+    from ..encoders.models import model_problem
     from .features import _is_activation_set
 
     found = set(decoders(cfg))
-    return [m for m in cfg.models if m not in found and not _is_activation_set(m)]
+    return [
+        m
+        for m in cfg.models
+        if m not in found and not _is_activation_set(m) and model_problem(m) is None
+    ]
 
 
 def _removal_calls(cfg: Config) -> list[Call]:

@@ -40,8 +40,8 @@ CALIBRATION_GENRE = "cj"
 
 
 def removal_ks(total: int) -> list[int]:
-    """Numbers of blocks removed: 1, 2, and a quarter, a third and half of the blocks."""
-    return sorted({k for k in (1, 2, total // 4, total // 3, total // 2) if 1 <= k < total})
+    """Numbers of blocks removed: 1, 2, a quarter and half of the blocks."""
+    return sorted({k for k in (1, 2, total // 4, total // 2) if 1 <= k < total})
 
 
 def _subset(n: int, size: int, seed: int) -> np.ndarray:
