@@ -268,3 +268,8 @@ def test_meaning_names_the_share_of_random_sets_each_choice_beats():
     assert "the book's CKA did better than 100% of the 3 random sets" in text
     assert "LayerSelector (last blocks first) 33%" in text
     assert "best ordering was adjacent_cka" in text
+
+
+def test_nothing_removed_is_inconclusive_and_says_why():
+    v = RemovalRule().judge(None)
+    assert v.level == "inconclusive" and "activation folders" in v.measured

@@ -259,37 +259,17 @@ def chapter_units(cfg) -> dict[str, float]:
 
 
 def _removal_units(cfg) -> float:
-    """The removal chapter's work, in seconds of the reference machine, roughly: for every
-    encoder and task the tokens its block-removal settings run (each setting restarts at its
-    first removed block: about 0.42 of a whole pass on average) at about 7,000 MiniLM tokens
-    a second, scaled by the encoder's cost; 600 s per decoder."""
-    import math
-
+    """The removal chapter's work, in seconds of the reference machine, roughly
+    (:func:`redundancy.report.steps.removal_encoder.reference_seconds`; 600 s per decoder)."""
     from .chapters import decoders, removal_encoders
-    from .steps.removal_encoder import removal_ks
+    from .steps.removal_encoder import reference_seconds
 
     try:
-        total = 600.0 * len(decoders(cfg))
-        encoders = removal_encoders(cfg)
+        return 600.0 * len(decoders(cfg)) + sum(
+            reference_seconds(m, _WIDTH.get(str(m), (13, 768)), cfg) for m in removal_encoders(cfg)
+        )
     except Exception:  # noqa: BLE001 - an estimate must never stop a run
         return 0.0
-    minilm = 7 * 384**1.5
-    for model in encoders:
-        n_layers, n_hidden = _WIDTH.get(str(model), (13, 768))
-        blocks = n_layers - 1
-        settings = sum(
-            (c if (c := math.comb(blocks, k)) <= 20 else 10) + 5 for k in removal_ks(blocks)
-        )
-        for task in cfg.tasks:
-            pairs = _instances(cfg, task, "test")[1] / max(_instances(cfg, task, "test")[0], 1)
-            if task in cfg.token_tasks:
-                tokens = 2 * 150 * _WORDS_PER_SENTENCE
-            else:
-                tokens = 300 * _WORDS_PER_SENTENCE * max(pairs / _WORDS_PER_SENTENCE, 1)
-                tokens *= 1 if cfg.finetune else 2
-            work = settings * 0.42 * tokens + 9 * 200 * _WORDS_PER_SENTENCE
-            total += work / 7000 * n_layers * n_hidden**1.5 / minilm
-    return total
 
 
 def _reference_costs() -> dict[str, float]:

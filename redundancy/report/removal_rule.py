@@ -210,6 +210,16 @@ class RemovalRule(_Rule):
         ``score`` with ``higher_better``, or a decoder's ``perplexity``; ``low``,
         ``high``); ``neurons``: cluster replacements (``model``, ``kind``, ``threshold``,
         ``method``, ``seed``, ``n_replaced``, ``perplexity``, ``low``, ``high``)."""
+        if blocks is None or not len(blocks):
+            return Verdict(
+                self.chapter,
+                self.claim,
+                LEVELS[3],
+                "nothing was removed: no model of this run has weights to remove blocks from "
+                "(activation folders only)",
+                self.describe(),
+                unit="score",
+            )
         parts = self.parts(blocks, neurons)
         heads = []
         for evidence in EVIDENCE:

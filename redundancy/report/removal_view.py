@@ -26,6 +26,34 @@ METHODS = {
 """How the neuron figure names each replacement."""
 
 
+SHORT = {
+    "adjacent_cka": "book's adjacent CKA",
+    "last_first": "last blocks first",
+    "block_influence": "Block Influence",
+    "cka_in_out": "CKA(input, output)",
+    "angular_span": "angular span",
+    "greedy_loss": "greedy (SLEB)",
+    "greedy_output": "greedy (last layer)",
+    "cka_recomputed": "CKA recomputed",
+    "random": "random sets",
+    "angular": "angular distance, last token",
+    "angular_mean": "angular distance, every token",
+    "n_replaced": "neurons replaced",
+    "blocks": "blocks removed",
+    "ratio": "to the whole model",
+    "mean_abs_corr": "mean |correlation|",
+    "score": "score",
+}
+"""How the tables name orderings and columns."""
+
+
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """A removal table for the book: orderings and columns by name, not by code."""
+    out = df.rename(columns=SHORT, index=SHORT)
+    out.index = out.index.rename([SHORT.get(n, n) for n in out.index.names])
+    return out
+
+
 def _value_column(table: pd.DataFrame) -> tuple[str, bool]:
     """The score column and whether higher is better (decoders: perplexity, lower)."""
     if "score" in table:
@@ -94,19 +122,34 @@ def plot_removal(table: pd.DataFrame, ax=None, *, title: str | None = None):
 
 
 def plot_model_removal(blocks: pd.DataFrame, tables: dict | None = None):
-    """One panel per task of one model (:func:`plot_removal`), one legend under them.
+    """One panel per model and task (:func:`plot_removal`), one legend under them.
 
-    ``blocks``: the chapter's measured rows of one model (``task`` column); ``tables``
-    (task -> the step's table) lends each panel its attrs (metric, random sets)."""
+    ``blocks``: the chapter's measured rows (``model`` and ``task`` columns); ``tables``
+    (``(model, task)`` -> the step's table) lends each panel its attrs (metric, random
+    sets). Panels are titled by task, or by model and task when there are several models."""
     from . import plots
 
-    tasks = list(dict.fromkeys(blocks["task"]))
-    fig, axes = plots.panels(len(tasks), min_width=3.3, height=3.2)
-    for ax, task in zip(axes, tasks):
-        part = blocks[blocks["task"] == task].drop(columns=["higher_better"], errors="ignore")
-        if (tables or {}).get(task) is not None:
-            part.attrs.update(tables[task].attrs)
-        plot_removal(part, ax=ax, title=str(task))
+    pairs = list(dict.fromkeys(zip(blocks["model"], blocks["task"])))
+    several = len({m for m, _ in pairs}) > 1
+    fig, axes = plots.panels(len(pairs), min_width=3.3, height=3.2)
+    for ax, (model, task) in zip(axes, pairs):
+        part = blocks[(blocks["model"] == model) & (blocks["task"] == task)]
+        part = part.drop(columns=["higher_better"], errors="ignore")
+        if (tables or {}).get((model, task)) is not None:
+            part.attrs.update(tables[(model, task)].attrs)
+        plot_removal(part, ax=ax, title=f"{model} / {task}" if several else str(task))
+    plots.figure_legend(fig, axes[0])
+    return fig
+
+
+def plot_decoders(tables: dict):
+    """One panel per decoder (``model`` -> :func:`removal_sweep`'s table), perplexity
+    against blocks removed (:func:`plot_removal`), one legend under them."""
+    from . import plots
+
+    fig, axes = plots.panels(len(tables), min_width=5.0, height=4.0)
+    for ax, (model, table) in zip(axes, tables.items()):
+        plot_removal(table, ax=ax, title=str(model) if len(tables) > 1 else None)
     plots.figure_legend(fig, axes[0])
     return fig
 
@@ -115,15 +158,22 @@ def plot_neurons(neurons: pd.DataFrame):
     """Perplexity against the clustering threshold, one panel per kind of cluster
     (within a layer, residual carry): clustering's replacement, the same neurons replaced
     by their mean, and as many random neurons replaced by their mean; the dashed line is
-    the whole model. Thresholds at which clustering replaced nothing are left out."""
+    the whole model. Thresholds at which clustering replaced nothing are left out; one
+    panel per model and kind when ``neurons`` has a ``model`` column."""
     from . import plots
 
-    base = float(neurons.loc[neurons["method"] == "none", "perplexity"].iloc[0])
+    if "model" not in neurons:
+        neurons = neurons.assign(model="")
     data = neurons[(neurons["method"] != "none") & (neurons["n_replaced"] > 0)]
-    kinds = list(dict.fromkeys(data["kind"])) or ["(nothing replaced)"]
-    fig, axes = plots.panels(len(kinds), min_width=3.3, height=3.2)
-    for ax, kind in zip(axes, kinds):
-        part = data[data["kind"] == kind]
+    pairs = list(dict.fromkeys(zip(data["model"], data["kind"]))) or [
+        (neurons["model"].iloc[0], "nothing replaced")
+    ]
+    several = len({m for m, _ in pairs}) > 1
+    fig, axes = plots.panels(len(pairs), min_width=3.3, height=3.2)
+    for ax, (model, kind) in zip(axes, pairs):
+        mine = neurons[neurons["model"] == model]
+        base = float(mine.loc[mine["method"] == "none", "perplexity"].iloc[0])
+        part = data[(data["model"] == model) & (data["kind"] == kind)]
         for method, label in METHODS.items():
             g = part[part["method"] == method].groupby("threshold")["perplexity"]
             if not len(g):
@@ -137,7 +187,7 @@ def plot_neurons(neurons: pd.DataFrame):
             err = np.vstack([mid - lo, hi - mid]).clip(min=0)
             ax.errorbar(mid.index, mid, yerr=err, marker="o", capsize=3, label=label)
         ax.axhline(base, color="black", linestyle="--", linewidth=1, label="nothing replaced")
-        ax.set_title(str(kind))
+        ax.set_title(f"{model} / {kind}" if several else str(kind))
         ax.set_xlabel("clustering threshold (1 - |correlation|)")
         ax.set_ylabel("perplexity, Brown news")
     plots.figure_legend(fig, axes[0])
