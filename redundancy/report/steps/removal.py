@@ -143,7 +143,8 @@ def block_scores(
     """Every block's scores on the calibration text: ``block``, ``block_influence``,
     ``cka_in_out``, ``adjacent_cka`` (the book's: CKA between consecutive layers as the
     book extracts them, the last one after the final norm), ``angular`` (span of 1, last
-    token) and ``angular_mean`` (span of 1, every token)."""
+    token) and ``angular_mean`` (span of 1, every token). ``attrs["seconds"]``: the step's
+    time."""
     from ...analysis import removal as rm
 
     def compute():
@@ -242,11 +243,17 @@ def removal_sweep(
     Orderings (see :mod:`redundancy.analysis.removal`): ``block_influence`` (lowest first),
     ``cka_in_out`` and ``adjacent_cka`` (highest first), ``angular_span`` (the span of ``k``
     blocks with the smallest angular distance, last token), ``greedy_loss`` (SLEB: greedy by
-    calibration loss, recomputed), ``cka_recomputed`` (CKA of input and output recomputed on
-    the pruned model after each removal: the moonshot built from the book's own measure),
-    ``greedy_loss`` searching on the first ``n_greedy`` calibration windows (its cost is
-    about ``L * k / 2`` forward passes),
+    calibration loss, recomputed after each removal, searching on the first ``n_greedy``
+    calibration windows), ``cka_recomputed`` (CKA of input and output recomputed on the
+    pruned model after each removal: the moonshot built from the book's own measure),
     ``last_first`` and ``random`` (``n_random`` seeds, seed ``i`` = ``cfg.random_state + i``).
+
+    Cost: the greedy search tries ``L + (L - 1) + ... + (L - k + 1)`` candidates (212 for
+    30 blocks and ``k = 8``); after each choice the pruned model's residual stream is cached
+    (:meth:`WindowLoss.rebase`), so candidate ``b`` runs only the blocks after ``b`` and the
+    head. ``cka_recomputed`` reads the pruned model's states from the same kind of cache.
+    The calibration states are shared with :func:`block_scores` within a process, and
+    orderings that pick the same blocks are evaluated once.
 
     Returns
     -------
@@ -254,8 +261,10 @@ def removal_sweep(
         ``ordering``, ``k``, ``seed`` (-1 for deterministic orderings), ``blocks``
         (comma-separated), ``perplexity``, ``low``, ``high`` (bootstrap over the evaluation
         windows), ``ratio`` (to the unpruned model). The unpruned model is the row
-        ``ordering="none"``, ``k=0``. ``attrs``: ``baseline``, ``seconds``, ``n_blocks``,
-        ``eval_tokens``.
+        ``ordering="none"``, ``k=0``. ``attrs``: ``baseline``, ``seconds`` (the whole step),
+        ``seconds_parts`` (``setup``: scores and the cached streams, ``cka_recomputed``,
+        ``greedy_loss``, ``evaluation``: every setting on the evaluation text),
+        ``n_evaluated`` (distinct settings evaluated), ``n_blocks``, ``eval_tokens``.
     """
     ks = tuple(sorted({int(k) for k in ks}))
     seeds = [cfg.random_state + i for i in range(n_random)]
@@ -355,7 +364,9 @@ def neuron_replacement(
     -------
     DataFrame
         ``method`` (``none``, ``mean``, ``representative``), ``perplexity``, ``low``,
-        ``high``, ``mean_abs_corr`` (between neurons and representatives).
+        ``high``, ``mean_abs_corr`` (between neurons and representatives);
+        ``attrs["seconds"]``. The replacement acts at every position (the start token
+        too), as before; only the blocks from the replaced site on are run.
     """
     from ...analysis import removal as rm
 
