@@ -512,12 +512,24 @@ class WindowLoss:
         with torch.inference_mode(), skipping(self.model, run):
             for a in range(0, len(self.windows), self.batch_size):
                 ids = self.windows[a : a + self.batch_size]
-                logits = self._logits(a, start).logits
-                nll = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
+                logits = self._logits(a, start).logits[:, :-1]
+                nll = torch.nn.functional.cross_entropy(  # rows of classes: contiguous
+                    logits.reshape(-1, logits.shape[-1]).float(),
+                    ids[:, 1:].reshape(-1),
+                    reduction="none",
                 )
-                out.append(nll.double().sum(1))
+                out.append(nll.view(len(ids), -1).double().sum(1))
         return torch.cat(out).cpu().numpy()
+
+    def states(self):
+        """Block states of the base model read from the cached stream, as
+        :func:`block_states` gives them (every token but the first of each window):
+        ``(L - len(base) + 1, n_rows, hidden)`` float32."""
+        if self.cached is None:
+            raise ValueError("WindowLoss.states needs the cached stream (cache=True).")
+        keep = [p for p in range(self.total) if p not in self.base] + [self.total]
+        picked = self.cached[keep][:, :, 1:]
+        return picked.reshape(len(keep), -1, picked.shape[-1]).float()
 
     @property
     def n_tokens(self) -> int:

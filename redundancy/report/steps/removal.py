@@ -113,6 +113,11 @@ def _evaluator(model: str, sizes: tuple):
     return _shared(model, sizes, "eval", lambda net, ev, cal: WindowLoss(net, ev))
 
 
+def _base_nll(model: str, sizes: tuple):
+    """The unchanged model's NLL per evaluation window, once per process."""
+    return _shared(model, sizes, "base-nll", lambda *_: _evaluator(model, sizes).nll([]))
+
+
 def _interval(cfg: Config, evaluator, nll):
     from ...analysis.removal import perplexity_interval
 
@@ -305,7 +310,8 @@ def _sweep(model, cfg: Config, ks, seeds, sizes, n_greedy: int) -> pd.DataFrame:
 
     def measure(blocks):
         if tuple(blocks) not in done:
-            done[tuple(blocks)] = _interval(cfg, evaluator, evaluator.nll(blocks))
+            nll = evaluator.nll(blocks) if blocks else _base_nll(model, sizes)
+            done[tuple(blocks)] = _interval(cfg, evaluator, nll)
         return done[tuple(blocks)]
 
     base = measure([])
@@ -393,7 +399,7 @@ def neuron_replacement(
         }
         for method, fit in fits.items():
             if fit is None:
-                nll = evaluator.nll([])
+                nll = _base_nll(model, (window, n_eval, n_calibration))
             else:
                 with rm.replaced_neurons(net, site, block, neurons, reps, *fit):
                     nll = evaluator.nll([], changed_from=hooked)

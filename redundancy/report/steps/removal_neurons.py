@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..cache import cached, check_table
 from ..config import Config
-from .removal import _evaluator, _inputs, _interval, _setup, _states
+from .removal import _base_nll, _evaluator, _inputs, _interval, _setup, _states
 
 __all__ = ["KINDS", "cluster_replacement"]
 
@@ -77,8 +77,10 @@ def cluster_replacement(
         perplexity, and no baselines. ``attrs``: ``block``, ``thresholds``,
         ``random_seeds``, ``within_layer`` (``site``, ``n_neurons``, and per threshold
         ``n_clusters``, ``n_multi``, ``n_replaced``), ``residual_carry`` (``layers``,
-        ``n_dims``, per threshold ``n_carried``), ``n_evaluated`` (forward passes over the
-        evaluation text), ``seconds`` and ``seconds_parts``.
+        ``n_dims``, per threshold ``n_carried``), ``n_evaluated`` (distinct settings
+        evaluated, the unreplaced model included; a setting that recurs at another
+        threshold is evaluated once), ``seconds`` (the step) and ``seconds_parts``
+        (``calibration``, ``within-layer``, ``residual-carry``).
     """
     seeds = list(cfg.seeds[: max(int(n_random), 0)])
 
@@ -150,7 +152,7 @@ def _replace_clusters(model, cfg: Config, block, seeds, sizes) -> pd.DataFrame:
                 done[key] = _interval(cfg, evaluator, evaluator.nll([], changed_from=block))
         return done[key]
 
-    base = _interval(cfg, evaluator, evaluator.nll([]))
+    base = _interval(cfg, evaluator, _base_nll(model, sizes))
     rows = [("none", np.nan, "none", -1, 0, base)]
 
     def within(idx, reps, fit):
