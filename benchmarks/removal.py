@@ -3,8 +3,9 @@
 Default: every step of chapter 8 as the book calls it
 (:func:`redundancy.report.chapters._removal_calls`, default arguments), recomputed (the
 result cache is bypassed for this process), one after the other in one process; records the
-seconds of loading the model and text, of each step, and the per-part seconds the tables
-keep in their ``attrs``. The entry goes to ``benchmarks/results.json`` under
+seconds of loading the model and text, of each step (wall and CPU), the per-part seconds
+the tables keep in their ``attrs``, and a reference forward pass before and after (how
+loaded the machine was: 3.7 s on the idle 2-core machine). The entry goes to ``benchmarks/results.json`` under
 ``removal[--name]`` (default ``chapter-<model>``); run it on an idle machine::
 
     .venv/bin/python benchmarks/removal.py --model smollm2 --params params/decoder.yaml
@@ -51,22 +52,35 @@ def chapter(model: str, params: Path) -> dict:
     cfg = Config.from_yaml(params)
     load_avg = os.getloadavg()
     t0 = time.perf_counter()
-    steps._setup(model, 128, 16, 8)  # the steps' defaults: one load per process
+    net, _, ev, _ = steps._setup(model, 128, 16, 8)  # the steps' defaults: one load per process
     out = {"load_s": round(time.perf_counter() - t0, 1), "steps": {}}
+    out["reference_pass_s"] = [_reference(net, ev)]
     recompute_from_now()
     for call in chapters._removal_calls(cfg):
         module, name = call.target.split(":")
         step = getattr(__import__(module, fromlist=[name]), name)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         table = step(model, cfg, *call.args[1:], **dict(call.kwargs))
         seconds = round(time.perf_counter() - t0, 1)
+        cpu = round(time.process_time() - c0, 1)
         attrs = {k: v for k, v in table.attrs.items() if "second" in k}
-        out["steps"][name] = {"seconds": seconds, "rows": len(table), **attrs}
+        out["steps"][name] = {"seconds": seconds, "cpu_s": cpu, "rows": len(table), **attrs}
         print(name, out["steps"][name], flush=True)
     out["steps_s"] = round(sum(s["seconds"] for s in out["steps"].values()), 1)
+    out["reference_pass_s"].append(_reference(net, ev))
     out["load_average_before"] = [round(x, 2) for x in load_avg]
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
+
+
+def _reference(net, windows) -> float:
+    """Seconds of one full forward pass with the loss over the evaluation windows: the
+    yardstick of how loaded the machine was (3.7 s on the idle 2-core machine)."""
+    from redundancy.analysis import removal as rm
+
+    t0 = time.perf_counter()
+    rm.WindowLoss(net, windows, cache=False).nll([])
+    return round(time.perf_counter() - t0, 2)
 
 
 def settings(model: str, n_windows: int, window: int) -> dict:
