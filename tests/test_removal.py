@@ -233,7 +233,7 @@ def test_fit_replacement_recovers_linear_neuron():
     assert w[1] == 0 and b[1] == pytest.approx(acts[:, 1].mean())
 
 
-@pytest.mark.parametrize("base", [[2], [1, 3]])
+@pytest.mark.parametrize("base", [[2], [1, 3], [4]])
 def test_window_loss_rebase_restarts_from_the_first_difference(llama, windows, base):
     model, _ = llama
     loss = rm.WindowLoss(model, windows, batch_size=2)
