@@ -231,3 +231,104 @@ def test_fit_replacement_recovers_linear_neuron():
     w, b = rm.fit_replacement(acts, [2, 1], [0, 3])
     np.testing.assert_allclose([w[0], b[0]], [2.5, -1.0], atol=1e-9)
     assert w[1] == 0 and b[1] == pytest.approx(acts[:, 1].mean())
+
+
+@pytest.mark.parametrize("base", [[2], [1, 3], [4]])
+def test_window_loss_rebase_restarts_from_the_first_difference(llama, windows, base):
+    model, _ = llama
+    loss = rm.WindowLoss(model, windows, batch_size=2)
+    plain = rm.WindowLoss(model, windows, cache=False)
+    loss.rebase(base)
+    assert loss.base == base and loss.cached.shape[0] == 6
+    # settings on top of the base, beside it and without it all equal the full forward pass
+    for removed in ([*base, 4], [0, *base], [0], [], base, [3, 4]):
+        np.testing.assert_allclose(loss.nll(removed), plain.nll(removed), rtol=1e-5)
+
+
+def test_greedy_with_rebase_equals_uncached_search(llama, windows):
+    model, _ = llama
+    plain = rm.WindowLoss(model, windows, cache=False)
+    cached = rm.WindowLoss(model, windows, batch_size=2)
+    starts = []
+    original = cached._start
+
+    def spy(removed, changed_from):
+        starts.append(original(removed, changed_from))
+        return starts[-1]
+
+    cached._start = spy
+    want = rm.greedy_order(lambda r: float(plain.nll(r).sum()), 5, 3)
+    got = rm.greedy_order(lambda r: float(cached.nll(r).sum()), 5, 3, chosen=cached.rebase)
+    assert got[0] == want[0] and len(set(got[0])) == 3
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    # every candidate restarts at its own block: 5 + 4 + 3 candidates, 2 rebases
+    assert len(starts) == 5 + 4 + 3 + 2
+    assert starts[:5] == [0, 1, 2, 3, 4] and cached.base == sorted(got[0][:2])
+
+
+def test_window_loss_changed_from_runs_a_hooked_block(llama, windows):
+    model, _ = llama
+    loss = rm.WindowLoss(model, windows, batch_size=2)
+    plain = rm.WindowLoss(model, windows, cache=False)
+    with rm.replaced_carry(model, 2, [0, 1], [0.0, 0.0], [0.5, -0.5]):
+        want = plain.nll([])
+        np.testing.assert_allclose(loss.nll([], changed_from=2), want, rtol=1e-5)
+        np.testing.assert_allclose(loss.nll([4], changed_from=2), plain.nll([4]), rtol=1e-5)
+    assert not np.allclose(want, plain.nll([]))
+
+
+def _silent_dimension(model, block, d):
+    """Make ``block`` write nothing to residual dimension ``d`` (zero rows of its output
+    projections); returns the saved weights."""
+    layer = model.model.layers[block]
+    saved = [layer.self_attn.o_proj.weight.clone(), layer.mlp.down_proj.weight.clone()]
+    with torch.no_grad():
+        layer.self_attn.o_proj.weight[d] = 0
+        layer.mlp.down_proj.weight[d] = 0
+    return saved
+
+
+def test_replaced_carry_identity_and_planted_fit(llama, windows):
+    model, _ = llama
+    saved = _silent_dimension(model, 2, 5)
+    try:
+        with torch.inference_mode():
+            ref = model(input_ids=windows, use_cache=False).logits
+        states = rm.block_states(model, windows)
+        rho = rm.carry_correlation(states[2], states[3])
+        assert rho[5] == pytest.approx(1.0) and (np.abs(rho) <= 1).all()
+        w, b = rm.fit_carry(states[2], states[3], [5])
+        np.testing.assert_allclose([w[0], b[0]], [1.0, 0.0], atol=1e-6)
+        # the identity fit on a dimension the block does not change: the model is unchanged
+        with rm.replaced_carry(model, 2, [5], [1.0], [0.0]), torch.inference_mode():
+            torch.testing.assert_close(model(input_ids=windows, use_cache=False).logits, ref)
+        # the same on a dimension the block writes to changes the model
+        with rm.replaced_carry(model, 2, [6], [1.0], [0.0]), torch.inference_mode():
+            assert not torch.allclose(model(input_ids=windows, use_cache=False).logits, ref)
+        # a planted fit: the block's output dimension 6 becomes 2 * input + 1, the first
+        # position (start token) left as it was
+        with rm.replaced_carry(model, 2, [6], [2.0], [1.0], first=False):
+            hooked = rm.block_states(model, windows)
+        torch.testing.assert_close(hooked[3][:, 6], 2 * hooked[2][:, 6] + 1)
+        torch.testing.assert_close(hooked[2], states[2])
+    finally:
+        layer = model.model.layers[2]
+        with torch.no_grad():
+            layer.self_attn.o_proj.weight.copy_(saved[0])
+            layer.mlp.down_proj.weight.copy_(saved[1])
+
+
+def test_replacement_can_leave_the_start_token(llama, windows):
+    model, _ = llama
+    got = []
+    with rm.replaced_neurons(model, "mlp", 1, [3], [3], [0.0], [9.0], first=False):
+        # registered after the replacement: sees the down projection's replaced input
+        hook = model.model.layers[1].mlp.down_proj.register_forward_pre_hook(
+            lambda m, args: got.append(args[0].clone())
+        )
+        try:
+            with torch.inference_mode():
+                model(input_ids=windows, use_cache=False)
+        finally:
+            hook.remove()
+    assert (got[0][:, 1:, 3] == 9).all() and (got[0][:, 0, 3] != 9).all()

@@ -61,17 +61,58 @@ def test_block_scores_and_neuron_replacement(tiny_setup):
     assert table["perplexity"].nunique() == 3
 
 
-def test_cluster_replacement_replaces_non_representatives(tiny_setup):
+def _silence(folder, block, d):
+    """Rewrite the saved model so that ``block`` writes nothing to residual dimension ``d``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    net = LlamaForCausalLM.from_pretrained(folder)
+    layer = net.model.layers[block]
+    with torch.no_grad():
+        layer.self_attn.o_proj.weight[d] = 0
+        layer.mlp.down_proj.weight[d] = 0
+    net.save_pretrained(folder)
+
+
+def test_cluster_replacement_within_layer_and_residual_carry(tiny_setup):
+    import dataclasses
+    import math
+
     from redundancy.report.steps.removal_neurons import cluster_replacement
 
     folder, cfg = tiny_setup
-    opts = dict(block=1, site="mlp", window=8, n_eval=4, n_calibration=3)
-    table = cluster_replacement(folder, cfg, threshold=0.8, **opts)
-    n, k = table.attrs["n_neurons"], table.attrs["n_clusters"]
-    assert n == 64 and 1 < k < n
-    assert list(table["method"][:3]) == ["none", "cluster", "cluster-mean"]
-    assert (table["n_replaced"][1:] == n - k).all()
-    assert list(table.loc[table["method"] == "random-mean", "seed"]) == list(cfg.seeds)
-    # a threshold of 0 groups nothing: only the unchanged model is measured
-    alone = cluster_replacement(folder, cfg, threshold=0.0, **opts)
-    assert list(alone["method"]) == ["none"] and alone.attrs["n_multi"] == 0
+    _silence(folder, 2, 5)  # dimension 5 is carried through block 2 unchanged (rho = 1)
+    cfg = dataclasses.replace(cfg, thresholds=(0.001, 0.5, 0.95))
+    table = cluster_replacement(folder, cfg, window=8, n_eval=4, n_calibration=3)
+    a = table.attrs
+    assert a["block"] == 2 and a["thresholds"] == [0.001, 0.5, 0.95]
+    none = table.iloc[0]
+    assert (none["kind"], none["method"], none["n_replaced"]) == ("none", "none", 0)
+    assert math.isnan(none["threshold"]) and (table["kind"] == "none").sum() == 1
+    base = none["perplexity"]
+    within = table[table["kind"] == "within-layer"]
+    carry = table[table["kind"] == "residual-carry"]
+    # within the layer: the non-representatives of multi-member clusters, more as t grows
+    w = a["within_layer"]
+    assert w["n_neurons"] == 64
+    assert w["n_replaced"] == [64 - c for c in w["n_clusters"]]
+    assert w["n_replaced"] == sorted(w["n_replaced"]) and w["n_replaced"][-1] > 0
+    for t, n in zip(a["thresholds"], w["n_replaced"], strict=True):
+        rows = within[within["threshold"] == t]
+        if n == 0:  # nothing to replace: one row, the unreplaced model, no forward pass
+            assert list(rows["method"]) == ["cluster"] and rows["perplexity"].item() == base
+        else:
+            assert list(rows["method"]) == ["cluster", "cluster-mean", "random-mean"]
+            assert (rows["n_replaced"] == n).all() and rows["perplexity"].nunique() == 3
+    assert list(within.loc[within["method"] == "random-mean", "seed"].unique()) == [cfg.seeds[0]]
+    # residual carry: at 0.001 only the planted dimension, whose fit is the identity
+    c = a["residual_carry"]
+    assert c["layers"] == [2, 3] and c["n_dims"] == 32 and c["n_carried"][0] == 1
+    assert c["n_carried"] == sorted(c["n_carried"])
+    first = carry[carry["threshold"] == 0.001].set_index("method")
+    assert first.loc["cluster", "perplexity"] == pytest.approx(base, rel=1e-5)
+    assert first.loc["cluster-mean", "perplexity"] != pytest.approx(base, rel=1e-3)
+    assert (carry["n_replaced"] == np.repeat(c["n_carried"], 3)).all()
+    assert a["n_evaluated"] <= len(table) and set(a["seconds_parts"]) == {
+        "calibration", "within-layer", "residual-carry",
+    }  # fmt: skip

@@ -19,6 +19,9 @@ with no repair (no fine-tuning after the removal). This module holds the maths:
   :func:`perplexity_interval` gives a bootstrap interval over the windows.
 * **Neurons.** :func:`fit_replacement` fits every chosen neuron as ``w * representative + b``
   by least squares; :func:`replaced_neurons` substitutes the fit inside the forward pass.
+  For the residual stream across one block, :func:`carry_correlation` finds the dimensions
+  carried through it, :func:`fit_carry` fits each from its value at the block's input and
+  :func:`replaced_carry` substitutes that fit for the block's output.
 
 Everything works on Hugging Face causal LMs whose blocks are ``model.model.layers`` (Llama,
 Mistral, Qwen, Gemma, SmolLM2...); the tests build a tiny random Llama from a config.
@@ -43,9 +46,11 @@ __all__ = [
     "best_span",
     "block_influence",
     "block_states",
+    "carry_correlation",
     "cka_in_out",
     "drop_blocks",
     "final_norm",
+    "fit_carry",
     "fit_replacement",
     "greedy_order",
     "iterative_order",
@@ -55,6 +60,7 @@ __all__ = [
     "perplexity",
     "perplexity_interval",
     "rank_blocks",
+    "replaced_carry",
     "replaced_neurons",
     "site_activations",
     "skipping",
@@ -320,11 +326,18 @@ def rank_blocks(scores, *, highest_first: bool, protect: Sequence[int] = ()) -> 
 
 
 def greedy_order(
-    loss: Callable[[list[int]], float], total: int, k: int
+    loss: Callable[[list[int]], float],
+    total: int,
+    k: int,
+    *,
+    chosen: Callable[[list[int]], None] | None = None,
 ) -> tuple[list[int], list[float]]:
     """Greedy removal (SLEB): at each step remove the block whose removal, on top of those
     already removed, gives the lowest ``loss(removed)``; recomputed after every removal.
 
+    ``chosen(removed)`` is called after each step with the blocks removed so far (sorted):
+    :meth:`WindowLoss.rebase` there caches the pruned model's stream, so that each next
+    candidate ``b`` only runs the blocks after ``b``. Ties go to the lowest block.
     Returns the blocks in removal order and the loss after each step.
     """
     removed: list[int] = []
@@ -334,6 +347,8 @@ def greedy_order(
         removed.append(best[1])
         losses.append(float(best[0]))
         logger.info("greedy removal: block %d, loss %.4f", best[1], best[0])
+        if chosen is not None and len(removed) < k:
+            chosen(sorted(removed))
     return removed, losses
 
 
@@ -386,11 +401,12 @@ def text_windows(tokenizer, texts: Sequence[str], window: int, n_windows: int | 
 class WindowLoss:
     """Next-token loss of a causal LM on fixed windows, with any blocks removed.
 
-    The residual stream at every block boundary is recorded once, on the whole model; a
-    setting that removes blocks ``R`` restarts the model from the input of block
-    ``min(R)`` (as ``inputs_embeds``) and runs only the kept blocks after it, so the blocks
-    before the first removed one are never recomputed. ``use_cache=False`` (a test checks
-    that the result equals a full forward pass of :func:`drop_blocks`' copy).
+    The residual stream at every block boundary is recorded once, on the whole model (or,
+    after :meth:`rebase`, on the model without some blocks: the *base*); a setting that
+    removes blocks ``R`` restarts from the stream before the first block where ``R`` and
+    the base differ (as ``inputs_embeds``) and runs only the kept blocks from there, so the
+    blocks before it are never recomputed. ``use_cache=False`` (tests check that the result
+    equals a full forward pass of :func:`drop_blocks`' copy).
 
     Parameters
     ----------
@@ -399,8 +415,9 @@ class WindowLoss:
         From :func:`text_windows`; every position but the first is predicted.
     batch_size : int
     cache : bool, default=True
-        Record the block inputs (``(L, n, T, hidden)`` float32 in memory); ``False`` runs
-        every setting from the embeddings.
+        Record the residual stream (``(L + 1, n, T, hidden)`` float32 in memory: entry
+        ``p`` is the stream entering position ``p``, entry ``L`` the input of the final
+        norm); ``False`` runs every setting from the embeddings.
     """
 
     def __init__(self, model, windows, *, batch_size: int = 8, cache: bool = True):
@@ -410,62 +427,117 @@ class WindowLoss:
         self.windows = torch.as_tensor(windows)
         self.batch_size = int(batch_size)
         self.total = n_blocks(model)
+        self.base: list[int] = []
         self.cached = None
         if cache:
-            self.cached = self._record()
+            self.cached = self._record([], 0)
 
-    def _record(self):
+    def _check(self, removed, caller: str) -> list[int]:
+        return _check_blocks(removed, self.total, caller) if len(removed) else []
+
+    def _start(self, removed: list[int], changed_from: int | None) -> int:
+        """First block whose input may differ from the cached stream (0: from the tokens)."""
+        if self.cached is None:
+            return 0
+        differ = set(removed) ^ set(self.base)
+        if changed_from is not None:
+            differ.add(int(changed_from))
+        return min(differ) if differ else 0
+
+    def _logits(self, a: int, start: int):
+        """Logits of windows ``a : a + batch_size`` restarted at block ``start`` (inside
+        :func:`skipping`)."""
+        if start == 0:
+            return self.model(input_ids=self.windows[a : a + self.batch_size], use_cache=False)
+        h = self.cached[start, a : a + self.batch_size]
+        return self.model(inputs_embeds=h, use_cache=False)
+
+    def _record(self, removed: list[int], start: int):
+        """The stream of the model without ``removed``, entries before ``start`` reused."""
         import torch
 
-        blocks = list(_stack(self.model).layers)
+        layers = list(_stack(self.model).layers)
+        run = [b for b in range(start, self.total) if b not in removed]
         captured: list = []
         hooks = [
-            b.register_forward_pre_hook(_capture_input(captured), with_kwargs=True) for b in blocks
+            layers[b].register_forward_pre_hook(_capture_input(captured), with_kwargs=True)
+            for b in run
+        ]
+        hooks.append(
+            final_norm(self.model).register_forward_pre_hook(
+                lambda m, args: captured.append(args[0])
+            )
+        )
+        # position p takes the input of the first run block at or after p (else the norm's)
+        source = [
+            next((j for j, b in enumerate(run) if b >= p), len(run)) for p in range(self.total + 1)
         ]
         parts = []
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), skipping(self.model, run):
                 for a in range(0, len(self.windows), self.batch_size):
                     captured.clear()
-                    self.model(input_ids=self.windows[a : a + self.batch_size], use_cache=False)
-                    parts.append(torch.stack([h.detach().clone() for h in captured]))
+                    self._logits(a, start)
+                    new = [captured[source[p]] for p in range(start, self.total + 1)]
+                    if start:
+                        new = [*self.cached[:start, a : a + self.batch_size], *new]
+                    parts.append(torch.stack(new))
         finally:
             for h in hooks:
                 h.remove()
-        return torch.cat(parts, dim=1)  # (L, n, T, hidden)
+        return torch.cat(parts, dim=1)  # (L + 1, n, T, hidden)
 
-    def nll(self, removed: Sequence[int] = ()) -> np.ndarray:
-        """Summed negative log-likelihood of each window, ``(n,)`` float64 (nats)."""
+    def rebase(self, removed: Sequence[int]) -> None:
+        """Cache the stream of the model without ``removed`` (one forward pass from the
+        first block where it differs from the current base); later settings close to it
+        (the greedy search's next candidates) restart later."""
+        removed = self._check(removed, "WindowLoss.rebase")
+        if self.cached is not None:
+            self.cached = self._record(removed, self._start(removed, None))
+        self.base = removed
+
+    def nll(self, removed: Sequence[int] = (), *, changed_from: int | None = None) -> np.ndarray:
+        """Summed negative log-likelihood of each window, ``(n,)`` float64 (nats).
+
+        ``changed_from``: the first block whose computation was changed outside (a hook
+        installed on it or after it, e.g. :func:`replaced_neurons`); the run restarts at or
+        before it.
+        """
         import torch
 
-        removed = _check_blocks(removed, self.total, "WindowLoss.nll") if len(removed) else []
-        start = removed[0] if removed and self.cached is not None else 0
+        removed = self._check(removed, "WindowLoss.nll")
+        start = self._start(removed, changed_from)
         run = [b for b in range(start, self.total) if b not in removed]
         out = []
         with torch.inference_mode(), skipping(self.model, run):
             for a in range(0, len(self.windows), self.batch_size):
                 ids = self.windows[a : a + self.batch_size]
-                if start > 0:
-                    h = self.cached[start, a : a + self.batch_size]
-                    logits = self.model(inputs_embeds=h, use_cache=False).logits
-                elif self.cached is not None and removed:
-                    h = self.cached[0, a : a + self.batch_size]
-                    logits = self.model(inputs_embeds=h, use_cache=False).logits
-                else:
-                    logits = self.model(input_ids=ids, use_cache=False).logits
-                nll = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
+                logits = self._logits(a, start).logits[:, :-1]
+                nll = torch.nn.functional.cross_entropy(  # rows of classes: contiguous
+                    logits.reshape(-1, logits.shape[-1]).float(),
+                    ids[:, 1:].reshape(-1),
+                    reduction="none",
                 )
-                out.append(nll.double().sum(1))
+                out.append(nll.view(len(ids), -1).double().sum(1))
         return torch.cat(out).cpu().numpy()
+
+    def states(self):
+        """Block states of the base model read from the cached stream, as
+        :func:`block_states` gives them (every token but the first of each window):
+        ``(L - len(base) + 1, n_rows, hidden)`` float32."""
+        if self.cached is None:
+            raise ValueError("WindowLoss.states needs the cached stream (cache=True).")
+        keep = [p for p in range(self.total) if p not in self.base] + [self.total]
+        picked = self.cached[keep][:, :, 1:]
+        return picked.reshape(len(keep), -1, picked.shape[-1]).float()
 
     @property
     def n_tokens(self) -> int:
         """Tokens predicted per window."""
         return int(self.windows.shape[1] - 1)
 
-    def perplexity(self, removed: Sequence[int] = ()) -> float:
-        return perplexity(self.nll(removed), self.n_tokens)
+    def perplexity(self, removed: Sequence[int] = (), **kwargs) -> float:
+        return perplexity(self.nll(removed, **kwargs), self.n_tokens)
 
 
 def perplexity(nll, n_tokens) -> float:
@@ -580,11 +652,25 @@ def mean_replacement(acts, neurons):
     return np.zeros(len(j)), A[:, j].mean(0).numpy()
 
 
+def _replace_columns(x, j, value, first: bool):
+    """``x`` with columns ``j`` of its last axis set to ``value`` (all positions, or all
+    but the first of each sequence when ``first`` is false)."""
+    x = x.clone()
+    if first:
+        x[..., j] = value.to(x.dtype)
+    else:
+        x[:, 1:, j] = value[:, 1:].to(x.dtype)
+    return x
+
+
 @contextlib.contextmanager
-def replaced_neurons(model, site: str, layer: int, neurons, representatives, weight, bias):
+def replaced_neurons(
+    model, site: str, layer: int, neurons, representatives, weight, bias, *, first: bool = True
+):
     """Within the block, neuron ``neurons[i]`` of the site is computed as
     ``weight[i] * representatives[i] + bias[i]`` in every forward pass (from the
-    representatives' values before any replacement)."""
+    representatives' values before any replacement). ``first=False`` leaves the first
+    position of every sequence (the start token, which the calibration leaves out) as is."""
     import torch
 
     module = _site_module(model, site, layer)
@@ -594,9 +680,7 @@ def replaced_neurons(model, site: str, layer: int, neurons, representatives, wei
     b = torch.as_tensor(np.asarray(bias, dtype=np.float64))
 
     def replace(x):
-        x = x.clone()
-        x[..., j] = (w.to(x.dtype) * x[..., r] + b.to(x.dtype)).to(x.dtype)
-        return x
+        return _replace_columns(x, j, w.to(x.dtype) * x[..., r] + b.to(x.dtype), first)
 
     if site == "mlp":
         hook = module.register_forward_pre_hook(lambda m, args: (replace(args[0]), *args[1:]))
@@ -608,6 +692,70 @@ def replaced_neurons(model, site: str, layer: int, neurons, representatives, wei
             return replace(out)
 
         hook = module.register_forward_hook(after)
+    try:
+        yield model
+    finally:
+        hook.remove()
+
+
+# ------------------------------------------------------------------ residual carry
+def carry_correlation(before, after) -> np.ndarray:
+    """Pearson correlation of every dimension with itself across a block, ``(width,)``.
+
+    ``before`` and ``after`` are row-aligned ``(n_rows, width)`` states: the input and the
+    output of one block (:func:`block_states`' ``states[b]`` and ``states[b + 1]``, the
+    book's layers ``b`` and ``b + 1``). A dimension with no variance on either side gets 0.
+    The book's across-layer clustering puts dimension ``d`` of the two layers in one cluster
+    (a hidden dimension *carried* across the block) when ``|rho_d| >= 1 - threshold``.
+    """
+    import torch
+
+    x = torch.as_tensor(before).double()
+    y = torch.as_tensor(after).double()
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    norm = x.norm(dim=0) * y.norm(dim=0)
+    rho = torch.where(norm > 0, (x * y).sum(0) / torch.where(norm > 0, norm, 1.0), 0.0)
+    return rho.clamp(-1, 1).numpy()
+
+
+def fit_carry(before, after, dims):
+    """Least squares ``after_d ~ w_d * before_d + b_d`` for each dimension of ``dims``:
+    ``(weight, bias)`` float64 arrays (see :func:`fit_replacement`)."""
+    import torch
+
+    before = torch.as_tensor(before)
+    dims = np.asarray(dims, dtype=np.int64)
+    both = torch.cat([before.double(), torch.as_tensor(after).double()], dim=1)
+    return fit_replacement(both, dims + before.shape[1], dims)
+
+
+@contextlib.contextmanager
+def replaced_carry(model, block: int, dims, weight, bias, *, first: bool = True):
+    """Within the block, dimension ``dims[i]`` of the output of ``block`` (the residual
+    stream after it) is ``weight[i] * input[dims[i]] + bias[i]``, from the same dimension of
+    the block's input: the block's write to that dimension is replaced by a linear function
+    of what came in. ``weight=0`` and ``bias`` the calibration means: the output dimension
+    is replaced by its mean. ``first=False`` leaves the first position (start token) as is.
+    """
+    import torch
+
+    layers = _stack(model).layers
+    if not 0 <= block < len(layers):
+        raise ValueError(
+            f"The 'block' parameter of replaced_carry must be in [0, {len(layers)}). Got {block}."
+        )
+    j = torch.as_tensor(np.asarray(dims, dtype=np.int64))
+    w = torch.as_tensor(np.asarray(weight, dtype=np.float64))
+    b = torch.as_tensor(np.asarray(bias, dtype=np.float64))
+
+    def after(m, args, kwargs, out):
+        x = args[0] if args else kwargs["hidden_states"]
+        y = _first(out)
+        y = _replace_columns(y, j, w.to(x.dtype) * x[..., j] + b.to(x.dtype), first)
+        return (y, *out[1:]) if isinstance(out, tuple) else y
+
+    hook = layers[block].register_forward_hook(after, with_kwargs=True)
     try:
         yield model
     finally:

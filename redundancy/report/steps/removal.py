@@ -83,6 +83,53 @@ def _setup(model: str, window: int, n_eval: int, n_calibration: int):
     return _MODELS[key]
 
 
+def _shared(model: str, sizes: tuple, name: str, make):
+    """What ``make(net, eval windows, calibration windows)`` returns, made once per process
+    for the loaded decoder (block states, the evaluation text's cached stream), so the steps
+    of one process do not recompute each other's forward passes."""
+    from ...encoders.models import resolve_model
+
+    net, _, ev, cal = _setup(model, *sizes)
+    key = ((resolve_model(model), *sizes), name)
+    if key not in _MODELS:
+        _MODELS[key] = make(net, ev, cal)
+    return _MODELS[key]
+
+
+def _states(model: str, sizes: tuple, positions=None):
+    """Block states of the calibration windows (:func:`block_states`), once per process."""
+    from ...analysis.removal import block_states
+
+    name = f"states-{positions}"
+    return _shared(
+        model, sizes, name, lambda net, ev, cal: block_states(net, cal, positions=positions)
+    )
+
+
+def _evaluator(model: str, sizes: tuple):
+    """The evaluation windows' :class:`WindowLoss` (cached stream of the whole model)."""
+    from ...analysis.removal import WindowLoss
+
+    return _shared(model, sizes, "eval", lambda net, ev, cal: WindowLoss(net, ev))
+
+
+def _base_nll(model: str, sizes: tuple):
+    """The unchanged model's NLL per evaluation window, once per process."""
+    return _shared(model, sizes, "base-nll", lambda *_: _evaluator(model, sizes).nll([]))
+
+
+def _interval(cfg: Config, evaluator, nll):
+    from ...analysis.removal import perplexity_interval
+
+    return perplexity_interval(
+        nll,
+        evaluator.n_tokens,
+        n_bootstrap=cfg.n_bootstrap,
+        confidence=cfg.confidence,
+        random_state=cfg.random_state,
+    )
+
+
 def _inputs(model: str, cfg: Config, **options) -> dict:
     from ...encoders.models import model_identity
 
@@ -101,20 +148,23 @@ def block_scores(
     """Every block's scores on the calibration text: ``block``, ``block_influence``,
     ``cka_in_out``, ``adjacent_cka`` (the book's: CKA between consecutive layers as the
     book extracts them, the last one after the final norm), ``angular`` (span of 1, last
-    token) and ``angular_mean`` (span of 1, every token)."""
+    token) and ``angular_mean`` (span of 1, every token). ``attrs["seconds"]``: the step's
+    time."""
     from ...analysis import removal as rm
 
     def compute():
         import torch
 
-        net, _, _, cal = _setup(model, window, n_eval, n_calibration)
-        states = rm.block_states(net, cal)
-        last = rm.block_states(net, cal, positions="last")
+        started = time.perf_counter()
+        sizes = (window, n_eval, n_calibration)
+        net = _setup(model, *sizes)[0]
+        states = _states(model, sizes)
+        last = _states(model, sizes, "last")
         book = states.clone()
         with torch.inference_mode():
             book[-1] = rm.final_norm(net)(book[-1])
         L = len(states) - 1
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "block": np.arange(L),
                 "block_influence": rm.block_influence(states),
@@ -124,6 +174,8 @@ def block_scores(
                 "angular_mean": rm.angular_distance(states, 1),
             }
         )
+        table.attrs["seconds"] = round(time.perf_counter() - started, 1)
+        return table
 
     inputs = _inputs(model, cfg, window=window, n_eval=n_eval, n_calibration=n_calibration)
     return cached(
@@ -137,39 +189,44 @@ def block_scores(
     )
 
 
-def _orders(net, cal, ks, n_random, seeds, scores, window_loss_cal) -> dict:
-    """Removal sets per (ordering, k, seed)."""
+def _orders(net, cal, ks, seeds, scores, greedy, sizes_states, seconds: dict) -> dict:
+    """Removal sets per (ordering, k, seed); the seconds of the recomputed orderings go to
+    ``seconds``."""
     from ...analysis import removal as rm
 
     L = rm.n_blocks(net)
     kmax = max(ks)
-    sets: dict = {}
     ranked = {
         "block_influence": rm.rank_blocks(scores["block_influence"], highest_first=False),
         "cka_in_out": rm.rank_blocks(scores["cka_in_out"], highest_first=True),
         "adjacent_cka": rm.rank_blocks(scores["adjacent_cka"], highest_first=True),
         "last_first": list(range(L - 1, -1, -1)),
     }
+    started = time.perf_counter()
+    stream = rm.WindowLoss(net, cal)  # the pruned model's states from its cached stream
 
     def states_of(removed):
         if not removed:
-            return rm.block_states(net, cal)
-        keep = [b for b in range(L) if b not in removed]
-        with rm.skipping(net, keep):
-            return rm.block_states(net, cal)
+            return sizes_states(None)
+        stream.rebase(removed)  # runs from the newly removed block only
+        return stream.states()
 
     ranked["cka_recomputed"] = rm.iterative_order(
         states_of, rm.cka_in_out, kmax, highest_first=True
     )
+    seconds["cka_recomputed"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
     ranked["greedy_loss"], _ = rm.greedy_order(
-        lambda r: float(window_loss_cal.nll(r).sum()), L, kmax
+        lambda r: float(greedy.nll(r).sum()), L, kmax, chosen=greedy.rebase
     )
-    last_states = rm.block_states(net, cal, positions="last")
+    seconds["greedy_loss"] = round(time.perf_counter() - started, 1)
+    last_states = sizes_states("last")
+    sets: dict = {}
     for k in ks:
         for name, order in ranked.items():
             sets[(name, k, -1)] = sorted(order[:k])
         sets[("angular_span", k, -1)] = rm.best_span(last_states, k)
-        for i, seed in enumerate(seeds[:n_random]):
+        for i, seed in enumerate(seeds):
             rng = np.random.default_rng(seed)
             sets[("random", k, i)] = sorted(int(b) for b in rng.choice(L, size=k, replace=False))
     return sets
@@ -191,11 +248,17 @@ def removal_sweep(
     Orderings (see :mod:`redundancy.analysis.removal`): ``block_influence`` (lowest first),
     ``cka_in_out`` and ``adjacent_cka`` (highest first), ``angular_span`` (the span of ``k``
     blocks with the smallest angular distance, last token), ``greedy_loss`` (SLEB: greedy by
-    calibration loss, recomputed), ``cka_recomputed`` (CKA of input and output recomputed on
-    the pruned model after each removal: the moonshot built from the book's own measure),
-    ``greedy_loss`` searching on the first ``n_greedy`` calibration windows (its cost is
-    about ``L * k / 2`` forward passes),
+    calibration loss, recomputed after each removal, searching on the first ``n_greedy``
+    calibration windows), ``cka_recomputed`` (CKA of input and output recomputed on the
+    pruned model after each removal: the moonshot built from the book's own measure),
     ``last_first`` and ``random`` (``n_random`` seeds, seed ``i`` = ``cfg.random_state + i``).
+
+    Cost: the greedy search tries ``L + (L - 1) + ... + (L - k + 1)`` candidates (212 for
+    30 blocks and ``k = 8``); after each choice the pruned model's residual stream is cached
+    (:meth:`WindowLoss.rebase`), so candidate ``b`` runs only the blocks after ``b`` and the
+    head. ``cka_recomputed`` reads the pruned model's states from the same kind of cache.
+    The calibration states are shared with :func:`block_scores` within a process, and
+    orderings that pick the same blocks are evaluated once.
 
     Returns
     -------
@@ -203,67 +266,16 @@ def removal_sweep(
         ``ordering``, ``k``, ``seed`` (-1 for deterministic orderings), ``blocks``
         (comma-separated), ``perplexity``, ``low``, ``high`` (bootstrap over the evaluation
         windows), ``ratio`` (to the unpruned model). The unpruned model is the row
-        ``ordering="none"``, ``k=0``. ``attrs``: ``baseline``, ``seconds``, ``n_blocks``,
-        ``eval_tokens``.
+        ``ordering="none"``, ``k=0``. ``attrs``: ``baseline``, ``seconds`` (the whole step),
+        ``seconds_parts`` (``setup``: scores and the cached streams, ``cka_recomputed``,
+        ``greedy_loss``, ``evaluation``: every setting on the evaluation text),
+        ``n_evaluated`` (distinct settings evaluated), ``n_blocks``, ``eval_tokens``.
     """
-    from ...analysis import removal as rm
-
     ks = tuple(sorted({int(k) for k in ks}))
     seeds = [cfg.random_state + i for i in range(n_random)]
 
     def compute():
-        started = time.perf_counter()
-        net, _, ev, cal = _setup(model, window, n_eval, n_calibration)
-        scores = block_scores(model, cfg, window=window, n_eval=n_eval, n_calibration=n_calibration)
-        evaluator = rm.WindowLoss(net, ev)
-        greedy = rm.WindowLoss(net, cal[:n_greedy])  # SLEB's search runs on fewer windows
-        sets = _orders(net, cal, ks, n_random, seeds, scores, greedy)
-        base = rm.perplexity_interval(
-            evaluator.nll([]),
-            evaluator.n_tokens,
-            n_bootstrap=cfg.n_bootstrap,
-            confidence=cfg.confidence,
-            random_state=cfg.random_state,
-        )
-        rows = [
-            dict(
-                ordering="none",
-                k=0,
-                seed=-1,
-                blocks="",
-                perplexity=base[0],
-                low=base[1],
-                high=base[2],
-            )
-        ]
-        for (name, k, seed), blocks in sets.items():
-            value, low, high = rm.perplexity_interval(
-                evaluator.nll(blocks),
-                evaluator.n_tokens,
-                n_bootstrap=cfg.n_bootstrap,
-                confidence=cfg.confidence,
-                random_state=cfg.random_state,
-            )
-            rows.append(
-                dict(
-                    ordering=name,
-                    k=k,
-                    seed=seed,
-                    blocks=",".join(map(str, blocks)),
-                    perplexity=value,
-                    low=low,
-                    high=high,
-                )
-            )
-        table = pd.DataFrame(rows)
-        table["ratio"] = table["perplexity"] / base[0]
-        table.attrs.update(
-            baseline=base[0],
-            seconds=round(time.perf_counter() - started, 1),
-            n_blocks=rm.n_blocks(net),
-            eval_tokens=int(len(ev) * evaluator.n_tokens),
-        )
-        return table
+        return _sweep(model, cfg, ks, seeds, (window, n_eval, n_calibration), n_greedy)
 
     inputs = _inputs(
         model,
@@ -279,6 +291,60 @@ def removal_sweep(
     return cached(
         "removal_sweep", inputs, compute, code=__name__, kind="table", check=check, label=model
     )
+
+
+def _sweep(model, cfg: Config, ks, seeds, sizes, n_greedy: int) -> pd.DataFrame:
+    from ...analysis import removal as rm
+
+    started = time.perf_counter()
+    seconds: dict = {}
+    net, _, ev, cal = _setup(model, *sizes)
+    scores = block_scores(model, cfg, window=sizes[0], n_eval=sizes[1], n_calibration=sizes[2])
+    evaluator = _evaluator(model, sizes)
+    greedy = rm.WindowLoss(net, cal[:n_greedy])  # SLEB's search runs on fewer windows
+    seconds["setup"] = round(time.perf_counter() - started, 1)
+    sets = _orders(net, cal, ks, seeds, scores, greedy, lambda p: _states(model, sizes, p), seconds)
+    del greedy
+    t0 = time.perf_counter()
+    done: dict = {}  # orderings that agree share one evaluation
+
+    def measure(blocks):
+        if tuple(blocks) not in done:
+            nll = evaluator.nll(blocks) if blocks else _base_nll(model, sizes)
+            done[tuple(blocks)] = _interval(cfg, evaluator, nll)
+        return done[tuple(blocks)]
+
+    base = measure([])
+    rows = [
+        dict(
+            ordering="none", k=0, seed=-1, blocks="", perplexity=base[0], low=base[1], high=base[2]
+        )
+    ]
+    for (name, k, seed), blocks in sets.items():
+        value, low, high = measure(blocks)
+        rows.append(
+            dict(
+                ordering=name,
+                k=k,
+                seed=seed,
+                blocks=",".join(map(str, blocks)),
+                perplexity=value,
+                low=low,
+                high=high,
+            )
+        )
+    seconds["evaluation"] = round(time.perf_counter() - t0, 1)
+    table = pd.DataFrame(rows)
+    table["ratio"] = table["perplexity"] / base[0]
+    table.attrs.update(
+        baseline=base[0],
+        seconds=round(time.perf_counter() - started, 1),
+        seconds_parts=seconds,
+        n_evaluated=len(done),
+        n_blocks=rm.n_blocks(net),
+        eval_tokens=int(len(ev) * evaluator.n_tokens),
+    )
+    return table
 
 
 def neuron_replacement(
@@ -304,13 +370,16 @@ def neuron_replacement(
     -------
     DataFrame
         ``method`` (``none``, ``mean``, ``representative``), ``perplexity``, ``low``,
-        ``high``, ``mean_abs_corr`` (between neurons and representatives).
+        ``high``, ``mean_abs_corr`` (between neurons and representatives);
+        ``attrs["seconds"]``. The replacement acts at every position (the start token
+        too), as before; only the blocks from the replaced site on are run.
     """
     from ...analysis import removal as rm
 
     def compute():
         import torch
 
+        started = time.perf_counter()
         net, _, ev, cal = _setup(model, window, n_eval, n_calibration)
         acts = rm.site_activations(net, cal, site, block)
         rng = np.random.default_rng(cfg.random_state)
@@ -320,7 +389,8 @@ def neuron_replacement(
         corr.fill_diagonal_(0)
         reps = corr[neurons].abs().argmax(1).numpy()
         best = corr[neurons, torch.as_tensor(reps)].abs().mean().item()
-        evaluator = rm.WindowLoss(net, ev, cache=False)
+        evaluator = _evaluator(model, (window, n_eval, n_calibration))
+        hooked = block if site == "mlp" else max(block - 1, 0)  # first block the hook changes
         rows = []
         fits = {
             "none": None,
@@ -329,21 +399,17 @@ def neuron_replacement(
         }
         for method, fit in fits.items():
             if fit is None:
-                nll = evaluator.nll([])
+                nll = _base_nll(model, (window, n_eval, n_calibration))
             else:
                 with rm.replaced_neurons(net, site, block, neurons, reps, *fit):
-                    nll = evaluator.nll([])
-            value, low, high = rm.perplexity_interval(
-                nll,
-                evaluator.n_tokens,
-                n_bootstrap=cfg.n_bootstrap,
-                confidence=cfg.confidence,
-                random_state=cfg.random_state,
-            )
+                    nll = evaluator.nll([], changed_from=hooked)
+            value, low, high = _interval(cfg, evaluator, nll)
             rows.append(
                 dict(method=method, perplexity=value, low=low, high=high, mean_abs_corr=best)
             )
-        return pd.DataFrame(rows)
+        table = pd.DataFrame(rows)
+        table.attrs["seconds"] = round(time.perf_counter() - started, 1)
+        return table
 
     inputs = _inputs(
         model,
