@@ -21,11 +21,10 @@ def model_table(cfg: Config) -> pd.DataFrame:
             aset = activation_set(model)
             arch, n_layers, hidden = "imported activations", aset.n_layers, aset.n_hidden
         else:
-            from transformers import AutoConfig
-
+            from ...encoders.decoders import load_config
             from ...encoders.models import resolve_model
 
-            mc = AutoConfig.from_pretrained(resolve_model(model))
+            mc = load_config(resolve_model(model))  # a folder or a GGUF file
             arch = mc.model_type
             n_layers = int(getattr(mc, "num_hidden_layers", getattr(mc, "n_layer", 0))) + 1
             hidden = int(getattr(mc, "hidden_size", getattr(mc, "d_model", 0)))
