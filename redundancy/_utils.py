@@ -344,3 +344,23 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def folder_damage(folder: str | os.PathLike, record: str) -> str | None:
+    """What is wrong with a saved folder whose JSON file ``record`` lists every file's
+    SHA-256 under ``"files"``, or None when every recorded file is there with its digest."""
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / record).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{record} is unreadable or lacks the files' checksums ({e})"
+    if not isinstance(files, dict) or not files:
+        return f"{record} records no files"
+    for name, digest in sorted(files.items()):
+        path = folder / name
+        try:
+            if file_digest(path) != digest:
+                return f"{path} does not match its checksum"
+        except OSError:
+            return f"{path} is missing"
+    return None

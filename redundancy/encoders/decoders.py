@@ -24,8 +24,8 @@ Everything that takes an encoder takes a decoder too: a Hugging Face causal-LM f
   output of block ``l``; Hugging Face applies the final norm to the last one.
 
 GGUF weights are stored quantised (SmolLM2 here: 4-bit, Q4_1) and dequantised to float32
-on loading, so they approximate the released float weights; numbers from them are the
-quantised model's.
+(once, into the cache: :mod:`redundancy.encoders.gguf_cache`), so they approximate the
+released float weights; numbers from them are the quantised model's.
 """
 
 from __future__ import annotations
@@ -123,9 +123,12 @@ def gguf_location(path) -> tuple[str, str]:
 
 
 def _pretrained_args(path: str) -> tuple[str, dict]:
+    """Where ``from_pretrained`` reads a resolved model: a GGUF file through its folder
+    dequantised once into the cache (:mod:`redundancy.encoders.gguf_cache`)."""
     if is_gguf(path):
-        folder, name = gguf_location(path)
-        return folder, {"gguf_file": name}
+        from .gguf_cache import converted_folder
+
+        return str(converted_folder(Path(*gguf_location(path)))), {}
     return path, {}
 
 

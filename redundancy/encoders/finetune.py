@@ -23,7 +23,7 @@ import numpy as np
 from .._utils import cache_dir as _cache_dir
 from .._utils import (
     entry_lock,
-    file_digest,
+    folder_damage,
     progress_bar,
     resolve_device,
     sha256_file,
@@ -179,7 +179,7 @@ def _finished(root: Path, target: Path, key: str) -> Path | None:
     for folder in found:
         if not (folder / RECORD).is_file():
             continue
-        problem = _damage(folder)
+        problem = folder_damage(folder, RECORD)
         if problem is None:
             return folder
         warnings.warn(
@@ -187,25 +187,6 @@ def _finished(root: Path, target: Path, key: str) -> Path | None:
             stacklevel=3,
         )
         shutil.rmtree(folder, ignore_errors=True)
-    return None
-
-
-def _damage(folder: Path) -> str | None:
-    """What is wrong with a saved fine-tuned folder, or None when every recorded file is
-    there with its recorded SHA-256."""
-    try:
-        files = json.loads((folder / RECORD).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"{RECORD} is unreadable or lacks the files' checksums ({e})"
-    if not isinstance(files, dict) or not files:
-        return f"{RECORD} records no files"
-    for name, digest in sorted(files.items()):
-        path = folder / name
-        try:
-            if file_digest(path) != digest:
-                return f"{path} does not match its checksum"
-        except OSError:
-            return f"{path} is missing"
     return None
 
 
