@@ -52,7 +52,7 @@ def _anon_kib(pid: int) -> int:
 def run(params: Path, cache: Path | None, force: bool) -> dict:
     env = dict(os.environ)
     if cache is not None:
-        env["REDUNDANCY_CACHE"] = str(cache)
+        env["REDUNDANCY_CACHE"] = str(cache.resolve())  # kernels run in the build folder
     cmd = [sys.executable, "-m", "redundancy", "book", "--params", str(params)]
     if force:
         cmd.append("--force")

@@ -399,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     # before torch starts its OpenMP pool: idle threads sleep rather than spin (on a core
     # shared with other work, spinning made torch up to 20x slower); an explicit value wins
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # a relative cache folder means this directory: notebook kernels (started in the book's
+    # build folder) and Dask workers inherit it absolute, so every process shares one cache
+    if cache := os.environ.get("REDUNDANCY_CACHE"):
+        os.environ["REDUNDANCY_CACHE"] = os.path.abspath(os.path.expanduser(cache))
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -334,3 +334,15 @@ def test_verify_anywhere_on_the_line_asks_for_full_checks(monkeypatch):
     monkeypatch.delenv(VERIFY_ENV, raising=False)
     assert cli.main(["tasks"]) == 0
     assert VERIFY_ENV not in os.environ
+
+
+def test_a_relative_cache_is_made_absolute_for_child_processes(capsys, monkeypatch, tmp_path):
+    """Book kernels start in the build folder: a relative REDUNDANCY_CACHE must not point
+    them at another cache than the runner's."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDUNDANCY_CACHE", "rel/cache")
+    assert main(["info"]) == 0
+    assert os.environ["REDUNDANCY_CACHE"] == str(tmp_path / "rel" / "cache")
+    assert f"cache: {tmp_path / 'rel' / 'cache'}" in capsys.readouterr().out

@@ -195,7 +195,7 @@ _REFERENCE_SECONDS = {
 }
 _CHAPTER_OVERHEAD = 8.0
 """Seconds a chapter costs whatever its size (kernel start, imports, tables and figures)."""
-_WIDTH = {"minilm": (7, 384), "mpnet": (13, 768)}
+_WIDTH = {"minilm": (7, 384), "mpnet": (13, 768), "smollm2": (31, 576)}
 _WORDS_PER_SENTENCE = 25  # Brown sentences average about 21 words, plus special tokens
 
 
