@@ -90,7 +90,8 @@ def converted_folder(gguf_path: str | os.PathLike, *, root: str | os.PathLike | 
     with entry_lock(root / f".{key}.lock"):  # concurrent processes convert once
         if _intact(target, warn=True):
             return target
-        announce(f"dequantising {gguf_path.name} once into {target} (about 30 s)")
+        announce(f"dequantising {gguf_path.name} once (about 30 s)")
+        logger.info("converting %s into %s", gguf_path, target)
         _convert(gguf_path, root, target, key)
     return target
 
