@@ -397,6 +397,9 @@ def _figures():
     )
     shares = pd.DataFrame({t: [0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1] for t in three})
     yield "minimal sets per layer", lambda: plots.plot_layer_shares(shares).figure
+    yield "minimal sets per layer, two depths", lambda: plots.plot_minimal_layer_shares(
+        _two_depths()
+    )
     runs = pd.DataFrame(
         [
             {
@@ -541,3 +544,26 @@ def test_small_multiples_puts_one_legend_in_an_empty_cell_or_under_the_panels():
         assert not fig.legends
     fig = plots.small_multiples(plots.plot_layer_scores, {"a": _scores()}, min_width=3.3)
     assert len(fig.legends) == 1 and len(fig.axes) == 1  # a full grid: under the panels
+
+
+def _two_depths():
+    deep = _ranking_result(n=17856)
+    for seed in deep["seeds"]:
+        seed["layer_share"] = list(np.full(31, 1 / 31))
+    return {
+        ("minilm", "brown-upos"): _ranking_result(),
+        ("minilm", "brown-fiction"): _ranking_result(),
+        ("smollm2", "brown-upos"): deep,
+        ("smollm2", "brown-fiction"): deep,
+    }
+
+
+def test_minimal_layer_shares_give_each_depth_its_own_axis():
+    """A 7-layer and a 31-layer model in one run: one panel each, one bar per layer and task."""
+    fig = plots.plot_minimal_layer_shares(_two_depths())
+    axes = [ax for ax in fig.axes if ax.patches]
+    assert [ax.get_title() for ax in axes] == ["minilm", "smollm2"]
+    assert [len(ax.patches) for ax in axes] == [2 * 7, 2 * 31]
+    heights = [p.get_height() for p in axes[1].patches]
+    np.testing.assert_allclose(heights, 100 / 31)
+    plt.close(fig)

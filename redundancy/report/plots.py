@@ -518,6 +518,8 @@ def plot_selectivity(selectivity: dict, ax=None, *, title=None, legend=True):
 def plot_layer_shares(shares: pd.DataFrame, ax=None, *, title=None, legend=True):
     """Share of each minimal set's neurons per layer: one group of bars per layer, one bar
     per column of ``shares`` (index: layer; values: fractions of the set)."""
+    from matplotlib.ticker import MaxNLocator
+
     ax = _axes(ax)
     n = max(shares.shape[1], 1)
     width = 0.8 / n
@@ -530,13 +532,30 @@ def plot_layer_shares(shares: pd.DataFrame, ax=None, *, title=None, legend=True)
             label=str(column),
             color=PALETTE[i % len(PALETTE)],
         )
-    ax.set_xticks(x)
+    if len(x) <= 16:
+        ax.set_xticks(x)
+    else:  # a deep model: integer ticks the panel has room for
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     ax.set(xlabel="layer (0 = embeddings)", ylabel="neurons of the set (%)")
     ax.grid(axis="x", visible=False)
     _legend(ax, legend)
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_minimal_layer_shares(minimal: dict, *, seed: int = 0):
+    """Which layers each minimal set's neurons come from (``minimal``: ``{(model, task):
+    minimal_sets result}``, the given seed): one panel per model, one bar per task (models
+    of different depths never share a layer axis). Returns the figure."""
+    by_model: dict[str, dict] = {}
+    for (model, task), result in minimal.items():
+        by_model.setdefault(str(model), {})[task] = result["seeds"][seed]["layer_share"]
+    frames = {m: pd.DataFrame(tasks) for m, tasks in by_model.items()}
+    if len(frames) == 1:
+        (model, frame), = frames.items()
+        return plot_layer_shares(frame, title=model).figure
+    return small_multiples(plot_layer_shares, frames, min_width=3.6, height=3.1)
 
 
 def plot_transfer(
