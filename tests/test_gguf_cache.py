@@ -85,9 +85,10 @@ def test_converted_folder_loads_to_the_gguf_numbers(gguf_file, tmp_path, monkeyp
     assert load_config(str(gguf_file)).num_hidden_layers == 2
     text = "the cat sat. the end"
     assert tok(text)["input_ids"] == direct_tok(text)["input_ids"]
-    assert tok(text, return_offsets_mapping=True)["offset_mapping"] == direct_tok(
-        text, return_offsets_mapping=True
-    )["offset_mapping"]
+    assert (
+        tok(text, return_offsets_mapping=True)["offset_mapping"]
+        == direct_tok(text, return_offsets_mapping=True)["offset_mapping"]
+    )
     ids = torch.tensor([tok(text)["input_ids"]])
     with torch.no_grad():
         a = direct(ids, output_hidden_states=True)

@@ -397,8 +397,9 @@ def _figures():
     )
     shares = pd.DataFrame({t: [0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1] for t in three})
     yield "minimal sets per layer", lambda: plots.plot_layer_shares(shares).figure
-    yield "minimal sets per layer, two depths", lambda: plots.plot_minimal_layer_shares(
-        _two_depths()
+    yield (
+        "minimal sets per layer, two depths",
+        lambda: plots.plot_minimal_layer_shares(_two_depths()),
     )
     runs = pd.DataFrame(
         [

@@ -64,7 +64,9 @@ def conversion_key(gguf_path: str | os.PathLike) -> str:
     )
 
 
-def converted_folder(gguf_path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> Path:
+def converted_folder(
+    gguf_path: str | os.PathLike, *, root: str | os.PathLike | None = None
+) -> Path:
     """The cached Hugging Face folder of a GGUF file (converted on first use).
 
     Parameters

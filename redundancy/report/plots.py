@@ -553,7 +553,7 @@ def plot_minimal_layer_shares(minimal: dict, *, seed: int = 0):
         by_model.setdefault(str(model), {})[task] = result["seeds"][seed]["layer_share"]
     frames = {m: pd.DataFrame(tasks) for m, tasks in by_model.items()}
     if len(frames) == 1:
-        (model, frame), = frames.items()
+        ((model, frame),) = frames.items()
         return plot_layer_shares(frame, title=model).figure
     return small_multiples(plot_layer_shares, frames, min_width=3.6, height=3.1)
 
