@@ -23,6 +23,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..._utils import progress_bar
 from ..cache import cached, check_table
 from ..config import Config
 
@@ -216,9 +217,14 @@ def _orders(net, cal, ks, seeds, scores, greedy, sizes_states, seconds: dict) ->
     )
     seconds["cka_recomputed"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    ranked["greedy_loss"], _ = rm.greedy_order(
-        lambda r: float(greedy.nll(r).sum()), L, kmax, chosen=greedy.rebase
-    )
+    tries = progress_bar(total=sum(L - i for i in range(kmax)), desc="greedy removal", unit="try")
+
+    def loss(removed):
+        tries.update()
+        return float(greedy.nll(removed).sum())
+
+    with tries:
+        ranked["greedy_loss"], _ = rm.greedy_order(loss, L, kmax, chosen=greedy.rebase)
     seconds["greedy_loss"] = round(time.perf_counter() - started, 1)
     last_states = sizes_states("last")
     sets: dict = {}
@@ -320,7 +326,7 @@ def _sweep(model, cfg: Config, ks, seeds, sizes, n_greedy: int) -> pd.DataFrame:
             ordering="none", k=0, seed=-1, blocks="", perplexity=base[0], low=base[1], high=base[2]
         )
     ]
-    for (name, k, seed), blocks in sets.items():
+    for (name, k, seed), blocks in progress_bar(sets.items(), desc="perplexity", unit="setting"):
         value, low, high = measure(blocks)
         rows.append(
             dict(

@@ -28,6 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..._utils import progress_bar
 from ..cache import cached, check_table
 from ..config import Config
 
@@ -255,7 +256,9 @@ def _sweep(model: str, task_name: str, cfg: Config, sizes: dict, ks, n_random, m
     sets, how = _orderings(cal, ks, n_random, max_exhaustive, cfg.random_state)
     done: dict = {(): _evaluate(task, test, train, y, y_train, groups, cfg, [])}
     rows = [dict(ordering="none", k=0, seed=-1, blocks="", **_values(done[()]))]
-    for (name, k, seed), blocks in sets.items():
+    for (name, k, seed), blocks in progress_bar(
+        sets.items(), desc="removed blocks", unit="setting"
+    ):
         key = tuple(blocks)
         if key not in done:
             done[key] = _evaluate(task, test, train, y, y_train, groups, cfg, blocks)

@@ -32,6 +32,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..._utils import progress_bar
 from ..cache import cached, check_table
 from ..config import Config
 from .removal import _base_nll, _evaluator, _inputs, _interval, _setup, _states
@@ -162,7 +163,10 @@ def _replace_clusters(model, cfg: Config, block, seeds, sizes) -> pd.DataFrame:
         return lambda: rm.replaced_carry(net, block, idx, *fit, first=False)
 
     t0 = time.perf_counter()
-    for threshold, (idx, reps, _, _) in zip(cfg.thresholds, clusters, strict=True):
+    steps = zip(cfg.thresholds, clusters, strict=True)
+    for threshold, (idx, reps, _, _) in progress_bar(
+        steps, total=len(clusters), desc="within-layer clusters", unit="threshold"
+    ):
         settings = [("cluster", -1, idx, rm.fit_replacement(acts, idx, reps), tuple(reps))]
         settings += _mean_settings(acts, idx, seeds)
         for method, seed, j, fit, tag in settings if len(idx) else settings[:1]:
@@ -172,7 +176,10 @@ def _replace_clusters(model, cfg: Config, block, seeds, sizes) -> pd.DataFrame:
     seconds["within-layer"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     carried = [np.flatnonzero(rho >= 1 - t - 1e-12) for t in cfg.thresholds]
-    for threshold, idx in zip(cfg.thresholds, carried, strict=True):
+    steps = zip(cfg.thresholds, carried, strict=True)
+    for threshold, idx in progress_bar(
+        steps, total=len(carried), desc="residual-carry clusters", unit="threshold"
+    ):
         settings = [("cluster", -1, idx, rm.fit_carry(before, after, idx), "fit")]
         settings += _mean_settings(after, idx, seeds)
         for method, seed, j, fit, tag in settings if len(idx) else settings[:1]:
