@@ -273,3 +273,25 @@ def test_meaning_names_the_share_of_random_sets_each_choice_beats():
 def test_nothing_removed_is_inconclusive_and_says_why():
     v = RemovalRule().judge(None)
     assert v.level == "inconclusive" and "activation folders" in v.measured
+
+
+def test_readable_names_columns_and_index_levels():
+    """Plain and multi-level indexes alike (the decoder's block-score table has a plain one)."""
+    from redundancy.report import removal_view
+
+    plain = pd.DataFrame({"block_influence": [0.1, 0.2]}, index=pd.Index([0, 1], name="block"))
+    out = removal_view.readable(plain)
+    assert list(out.columns) == [removal_view.SHORT["block_influence"]]
+    assert out.index.name == removal_view.SHORT.get("block", "block")
+    multi = pd.DataFrame(
+        {"score": [0.9, 0.8]},
+        index=pd.MultiIndex.from_tuples(
+            [("last_first", 1), ("random", 1)], names=["ordering", "k"]
+        ),
+    )
+    out = removal_view.readable(multi)
+    assert list(out.index.get_level_values(0)) == [
+        removal_view.SHORT.get("last_first", "last_first"),
+        removal_view.SHORT.get("random", "random"),
+    ]
+    assert list(out.index.names) == [removal_view.SHORT.get(n, n) for n in ("ordering", "k")]

@@ -50,7 +50,7 @@ SHORT = {
 def readable(df: pd.DataFrame) -> pd.DataFrame:
     """A removal table for the book: orderings and columns by name, not by code."""
     out = df.rename(columns=SHORT, index=SHORT)
-    out.index = out.index.rename([SHORT.get(n, n) for n in out.index.names])
+    out.index = out.index.set_names([SHORT.get(n, n) for n in out.index.names])
     return out
 
 
