@@ -29,6 +29,20 @@ def test_rule_text_is_generated_from_the_declaration():
         chapters.chapter("99")
 
 
+def test_the_cka_null_of_deep_models_costs_what_13_layers_cost():
+    # up to 13 layers every model gets the full count; deeper ones (13 / L)^2 of it
+    assert [chapters.cka_permutations(n) for n in (2, 7, 13)] == [200, 200, 200]
+    assert chapters.cka_permutations(20) == 84  # 200 * 169 / 400 = 84.5, rounded down
+    assert chapters.cka_permutations(31) == 50  # 35 by the formula, raised to the floor
+    assert chapters.cka_permutations(25) == 54
+    # the cost (permutations x pairs) never exceeds the 13-layer cost by more than the floor
+    for n in range(14, 60):
+        k = chapters.cka_permutations(n)
+        assert k * n**2 <= 200 * 13**2 or k == chapters.CKA_MIN_PERMUTATIONS
+    text = chapters.chapter("02").rule_text(Config())
+    assert "200 permutations" in text and "deeper than 13 layers, at least 50" in text
+
+
 def test_the_pipeline_plans_exactly_what_the_chapters_declare():
     cfg = Config.from_yaml("params/tiny.yaml")
     jobs = pipeline.plan(cfg)

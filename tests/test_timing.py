@@ -14,6 +14,7 @@ from redundancy.analysis.timing import (
     block_list,
     clear_difference,
     round_robin,
+    stopping_points,
     summarize_forward,
     summarize_probe,
     time_forward,
@@ -70,6 +71,29 @@ def test_time_forward_is_round_robin_on_a_tiny_model(tiny_bert):
     assert sorted(one["layer"]) == [1, 2]  # the full model is always timed too
     with pytest.raises(ValueError, match="'layers' parameter of time_forward"):
         time_forward(tiny_bert, words, layers=[5], repeats=1, progress=False)
+
+
+def test_stopping_points_of_deep_models_are_evenly_spaced_and_keep_the_picks():
+    assert stopping_points(6, max_points=13) == list(range(7))  # shallow: every layer
+    assert stopping_points(12, max_points=13) == list(range(13))
+    # 30 blocks, 13 points: linspace(0, 30, 13) = 0, 2.5, 5, ... rounded to the nearest layer
+    assert stopping_points(30, max_points=13) == [0, 2, 5, 8, 10, 12, 15, 18, 20, 22, 25, 28, 30]
+    spaced_and_kept = [0, 2, 5, 7, 8, 10, 12, 15, 18, 20, 22, 25, 28, 30]
+    assert stopping_points(30, keep=[7, 30], max_points=13) == spaced_and_kept
+    assert stopping_points(4) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"must lie in \[0, 30\]"):
+        stopping_points(30, keep=[31], max_points=13)
+    with pytest.raises(ValueError, match="at least 2"):
+        stopping_points(30, max_points=1)
+
+
+def test_time_forward_stops_at_the_kept_and_spaced_layers(tiny_bert):
+    words = [("the", "cat"), ("a", "quick", "fox")]
+    # 2 blocks, 2 points: the ends, plus the kept layer 1
+    raw = time_forward(tiny_bert, words, [1], max_points=2, repeats=1, progress=False)
+    assert sorted(raw["layer"]) == [0, 1, 2]
+    raw = time_forward(tiny_bert, words, max_points=2, repeats=1, progress=False)
+    assert sorted(raw["layer"]) == [0, 2]
 
 
 def test_time_probe_table():

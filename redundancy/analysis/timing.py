@@ -36,6 +36,7 @@ __all__ = [
     "block_list",
     "clear_difference",
     "round_robin",
+    "stopping_points",
     "summarize_forward",
     "summarize_probe",
     "time_forward",
@@ -50,6 +51,25 @@ def round_robin(items, repeats: int) -> list[tuple[int, object]]:
     items = list(items)
     n = len(items)
     return [(r, items[(r + i) % n]) for r in range(repeats) for i in range(n)]
+
+
+def stopping_points(n_blocks: int, *, keep=(), max_points: int | None = None) -> list[int]:
+    """Layers a forward pass is stopped after: every layer ``0..n_blocks``, or for a model
+    with more than ``max_points`` of them, ``max_points`` evenly spaced ones (rounded to
+    the nearest layer) plus every layer in ``keep``; the last layer always."""
+    n_blocks = int(n_blocks)
+    if max_points is None or n_blocks + 1 <= max_points:
+        points = set(range(n_blocks + 1))
+    else:
+        if max_points < 2:
+            raise ValueError(
+                f"max_points must be at least 2 (first and last layer). Got {max_points}."
+            )
+        points = {int(x) for x in np.round(np.linspace(0, n_blocks, max_points))}
+    extra = {int(k) for k in keep}
+    if any(not 0 <= k <= n_blocks for k in extra):
+        raise ValueError(f"Layers to keep must lie in [0, {n_blocks}]. Got {sorted(extra)}.")
+    return sorted(points | extra | {n_blocks})
 
 
 def _encode(tokenizer, sentences, max_length):
@@ -81,6 +101,7 @@ def time_forward(
     sentences,
     layers=None,
     *,
+    max_points: int | None = None,
     batch_size: int = 32,
     repeats: int = 5,
     device: str | None = None,
@@ -100,7 +121,11 @@ def time_forward(
     sentences : sequence of str or of tuple of str
         Raw texts, or pre-split words such as ``task.test.sentences`` of a token task.
     layers : iterable of int, optional
-        Layers to time; default every layer ``0..n_blocks``.
+        Layers to time; default every layer ``0..n_blocks`` (see ``max_points``).
+    max_points : int, optional
+        With ``layers``: those layers are kept and, for a model deeper than ``max_points``
+        layers, only ``max_points`` evenly spaced others are added
+        (:func:`stopping_points`); without ``layers``, the evenly spaced ones alone.
     batch_size : int, default=32
     repeats : int, default=5
         Timed passes over all sentences per layer, interleaved (after one warm-up pass each).
@@ -127,7 +152,12 @@ def time_forward(
     net, tokenizer = load_model(model, device=device, progress=progress)
     owner, attr = block_list(net)
     n_blocks = len(getattr(owner, attr))
-    layers = sorted(set(range(n_blocks + 1) if layers is None else map(int, layers)) | {n_blocks})
+    if max_points is not None:
+        layers = stopping_points(n_blocks, keep=layers or (), max_points=max_points)
+    else:
+        layers = sorted(
+            set(range(n_blocks + 1) if layers is None else map(int, layers)) | {n_blocks}
+        )
     batches = _batches(tokenizer, sentences, batch_size, max_length, device)
 
     def one_pass(n) -> float:

@@ -64,7 +64,7 @@ def cka_uncertainty(
     instances, their bootstrap intervals and a permutation null
     (:func:`redundancy.analysis.similarity.cka_uncertainty`); arrays ``(L, L)``."""
     from ...analysis import similarity
-    from ..chapters import CKA_INSTANCES, CKA_RESAMPLES
+    from ..chapters import CKA_INSTANCES, CKA_RESAMPLES, cka_permutations
 
     def compute():
         acts = get_activations(model, task_name, split, cfg, finetuned=finetuned)
@@ -73,7 +73,7 @@ def cka_uncertainty(
             acts.n_layers,
             n_instances=CKA_INSTANCES,
             n_resamples=CKA_RESAMPLES,
-            n_permutations=CKA_RESAMPLES,
+            n_permutations=cka_permutations(acts.n_layers),
             random_state=cfg.random_state,
         )
 
