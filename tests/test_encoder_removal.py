@@ -77,6 +77,42 @@ def test_restarting_from_recorded_inputs_equals_the_pruned_model(removed, classi
     assert len(getattr(*er.encoder_blocks(net))) == 4
 
 
+def test_settings_in_any_order_equal_the_pruned_models():
+    """Each run restarts from the previous setting's stream where the removed sets agree
+    (or from the whole model's when that stream cannot serve); every order of settings
+    gives the pruned models' outputs, and :func:`run_order` runs fewer blocks."""
+    import itertools
+
+    net = _tiny()
+    batches = _batches()
+    settings = [list(c) for k in (1, 2, 3) for c in itertools.combinations(range(4), k)]
+    want = {
+        tuple(r): [_pruned_output(net, r, b, "last_hidden_state") for b in batches]
+        for r in settings
+    }
+    counts = {}
+    for name, order in (
+        ("sorted", er.run_order(settings, 4)),
+        ("shuffled", [settings[i] for i in np.random.default_rng(0).permutation(len(settings))]),
+        ("reversed", sorted(settings)[::-1]),
+    ):
+        runs = er.EncoderRuns(net, batches, lambda out, i: out.last_hidden_state.clone())
+        for removed in order:
+            for batch, got, ref in zip(batches, runs.run(removed), want[tuple(removed)]):
+                mask = batch["attention_mask"].bool()
+                np.testing.assert_allclose(got[mask].numpy(), ref[mask].numpy(), atol=1e-5)
+        counts[name] = runs.blocks_run
+    # restarting at each set's first removed block alone: sum over sets of its run length
+    alone = sum(len(er.restart_plan(r, 4)[1]) for r in settings) * len(batches)
+    assert counts["sorted"] == 18 * len(batches) and alone == 20 * len(batches)
+    assert max(counts.values()) <= alone
+
+
+def test_run_order_reads_sets_as_binary_numbers_from_block_0():
+    sets = [[2, 0], [1], [0, 1], [3], [0], [1], []]
+    assert er.run_order(sets, 4) == [[3], [1], [0], [0, 2], [0, 1]]
+
+
 def test_restart_plan():
     assert er.restart_plan([], 4) == (0, [0, 1, 2, 3])
     assert er.restart_plan([2], 4) == (2, [3])
@@ -137,6 +173,9 @@ def test_encoder_removal_step_on_a_tiny_bert(tiny_bert, tmp_path, monkeypatch):
     table = step.encoder_removal(tiny_bert, "brown-upos", cfg, **opts)
     assert table.attrs["n_blocks"] == 2 and table.attrs["random"] == "exhaustive"
     assert table.attrs["readout"] == "probe"
+    # removing block 1 reruns block 0 alone, removing block 0 runs block 1 alone: half of
+    # the two whole passes
+    assert table.attrs["blocks_run_share"] == 0.5
     assert set(table["ordering"]) == {
         "none", "block_influence", "adjacent_cka", "last_first", "greedy_output",
         "angular_span", "random",

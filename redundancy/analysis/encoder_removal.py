@@ -9,9 +9,10 @@ fine-tuned model's own classifier with no retraining at all.
   any model whose base holds a ``layers``/``layer`` ModuleList.
 * :class:`EncoderRuns` passes fixed batches through the model once, records the input of
   every block, and then answers "what does the model output without blocks ``R``?" by
-  restarting from the recorded input of block ``min(R)``: the blocks before the first
-  removed one are never run again (a test checks the result equals the pruned model run
-  from its embeddings).
+  restarting from the recorded input of block ``min(R)``, or, closer still, from the
+  stream of the setting run just before where the two removed sets agree: blocks are
+  never run twice for the same prefix (tests check the result equals the pruned model run
+  from its embeddings, in any order of settings).
 * :func:`greedy_order`-style search for encoders: :func:`output_change` is the calibration
   loss (how far the pruned model's last layer moves from the whole model's), the analogue
   of SLEB's language-model loss for a model without a language-model head.
@@ -34,6 +35,7 @@ __all__ = [
     "output_change",
     "removal_sets",
     "restart_plan",
+    "run_order",
 ]
 
 
@@ -120,8 +122,13 @@ class EncoderRuns:
         a classifier's logits...).
 
     The input of every block is recorded once (``(L, batch, seq, hidden)`` float32 per
-    batch, kept in memory); :meth:`run` restarts each batch from the input of the first
-    removed block.
+    batch, kept in memory). Each :meth:`run` also keeps the stream of the pruned model it
+    ran (the *base*: what enters every block position), and the next one restarts at the
+    first block where its removed set and the base's differ, from the base's stream there;
+    where that is no later than its own first removed block, or the base cannot serve (its
+    blocks from there on are all removed), it restarts from the whole model's recorded
+    input of that first removed block. Settings run in :func:`run_order` therefore share
+    the blocks their removed sets agree on.
     """
 
     def __init__(self, model, batches: list[dict], readout: Callable):
@@ -131,6 +138,9 @@ class EncoderRuns:
         self.total = _n_blocks(model)
         self.inputs: list = []
         self.full = self._record()
+        self.base: list[int] = []
+        self.stream = [list(x) for x in self.inputs]  # per batch, per block position
+        self.blocks_run = 0  # blocks run by :meth:`run` (times batches), for the record
 
     def _record(self) -> list:
         import torch
@@ -154,19 +164,76 @@ class EncoderRuns:
                 h.remove()
         return outs
 
+    def _plan(self, removed: list[int]) -> tuple[int, list[int], bool]:
+        """``(start, run, from_base)``: the stream position to restart at, the blocks to
+        run from there, and whether the start state comes from the base (else from the
+        whole model)."""
+        kept = [b for b in range(self.total) if b not in removed]
+        differ = set(removed) ^ set(self.base)
+        start = min(differ) if differ else self.total
+        # the base serves only where it restarts later than the whole model would (at the
+        # first removed block), and where its stream at ``start`` exists: the input of a
+        # block it keeps at or after ``start``
+        from_base = start > removed[0] and any(
+            b >= start and b not in self.base for b in range(self.total)
+        )
+        if not from_base:
+            start = removed[0]
+        run = [b for b in kept if b >= start]
+        if not run:  # everything from ``start`` on is removed: rerun the last kept block
+            start = kept[-1]
+            run = [start]
+        return start, run, from_base
+
     def run(self, removed: Sequence[int] = ()) -> list:
         """The readout of every batch with blocks ``removed`` taken out (no repair)."""
         import torch
 
         if not len(removed):
             return self.full
-        start, run = restart_plan(removed, self.total)
-        outs = []
+        restart_plan(removed, self.total)  # checks the block numbers
+        removed = sorted({int(b) for b in removed})
+        start, run, from_base = self._plan(removed)
+        owner, name = encoder_blocks(self.model)
+        blocks = getattr(owner, name)
+        seen: list = []
+
+        def grab(module, args, kwargs):
+            seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
+
+        # position p takes the input of the first run block at or after p (None: none left)
+        source = [next((j for j, b in enumerate(run) if b >= p), None) for p in range(self.total)]
+        outs, streams = [], []
         with torch.inference_mode():
             for i, batch in enumerate(self.batches):
-                with _restarted(self.model, run, self.inputs[i][start]):
-                    outs.append(self.readout(self.model(**batch), i))
+                old = self.stream[i] if from_base else list(self.inputs[i])
+                seen.clear()
+                with _restarted(self.model, run, old[start]):
+                    hooks = [
+                        blocks[b].register_forward_pre_hook(grab, with_kwargs=True) for b in run
+                    ]
+                    try:
+                        outs.append(self.readout(self.model(**batch), i))
+                    finally:
+                        for h in hooks:
+                            h.remove()
+                streams.append(
+                    old[:start]
+                    + [seen[source[p]] if source[p] is not None else None for p in range(start, self.total)]
+                )  # fmt: skip
+        self.stream, self.base = streams, removed
+        self.blocks_run += len(run) * len(self.batches)
         return outs
+
+
+def run_order(sets, total: int) -> list[list[int]]:
+    """Distinct removal sets in the order :meth:`EncoderRuns.run` shares most blocks in:
+    as binary numbers read from block 0 (kept before removed), so that sets agreeing on
+    their first blocks come together and each restarts late from the one before (for
+    every set of 1-3 of 6 blocks, 66 blocks run instead of 103 restarting each set alone
+    at its first removed block)."""
+    distinct = {tuple(sorted({int(b) for b in r})) for r in sets if len(r)}
+    return [list(r) for r in sorted(distinct, key=lambda r: [int(b in r) for b in range(total)])]
 
 
 def output_change(full, pruned) -> float:

@@ -235,6 +235,7 @@ def _evaluate(task, test: _Split, train, y, y_train, groups, cfg: Config, remove
 
 
 def _sweep(model: str, task_name: str, cfg: Config, sizes: dict, ks, n_random, max_exhaustive):
+    from ...analysis.encoder_removal import run_order
     from ..features import get_task
 
     started = time.perf_counter()
@@ -255,15 +256,15 @@ def _sweep(model: str, task_name: str, cfg: Config, sizes: dict, ks, n_random, m
     ks = [k for k in (ks or removal_ks(total)) if 1 <= k < total]
     sets, how = _orderings(cal, ks, n_random, max_exhaustive, cfg.random_state)
     done: dict = {(): _evaluate(task, test, train, y, y_train, groups, cfg, [])}
-    rows = [dict(ordering="none", k=0, seed=-1, blocks="", **_values(done[()]))]
-    for (name, k, seed), blocks in progress_bar(
-        sets.items(), desc="removed blocks", unit="setting"
+    # distinct sets once each, in the order that restarts each late from the one before
+    for blocks in progress_bar(
+        run_order(sets.values(), total), desc="removed blocks", unit="setting"
     ):
-        key = tuple(blocks)
-        if key not in done:
-            done[key] = _evaluate(task, test, train, y, y_train, groups, cfg, blocks)
+        done[tuple(blocks)] = _evaluate(task, test, train, y, y_train, groups, cfg, blocks)
+    rows = [dict(ordering="none", k=0, seed=-1, blocks="", **_values(done[()]))]
+    for (name, k, seed), blocks in sets.items():
         rows.append(
-            dict(ordering=name, k=k, seed=seed, blocks=",".join(map(str, blocks)), **_values(done[key]))
+            dict(ordering=name, k=k, seed=seed, blocks=",".join(map(str, blocks)), **_values(done[tuple(blocks)]))
         )  # fmt: skip
     table = pd.DataFrame(rows)
     table.insert(0, "task", task_name)
@@ -277,6 +278,10 @@ def _sweep(model: str, task_name: str, cfg: Config, sizes: dict, ks, n_random, m
         n_test=int(len(y)),
         n_settings=len(done),
         baseline=float(done[()][0]),
+        # blocks the test split ran over all settings, against a whole pass for each
+        blocks_run_share=round(
+            test.runs.blocks_run / max(1, (len(done) - 1) * total * len(test.inputs)), 3
+        ),
     )
     return table
 
