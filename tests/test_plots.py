@@ -149,6 +149,16 @@ def test_plot_transfer_means_with_seed_ranges():
     (container,) = ax.containers
     x, y = container.lines[0].get_data()
     np.testing.assert_allclose([x[0], y[0]], [3.0, 97.0])
+    # three seeds with equal values: their mean rounds above the maximum (0.1 * 3 / 3);
+    # the bars are then of length 0, not refused as negative
+    same = pd.concat([runs.iloc[:1]] * 3, ignore_index=True).assign(seed=[0, 1, 2])
+    same["fraction_kept"] = same["score_kept"] = 0.1
+    assert same["fraction_kept"].mean() > same["fraction_kept"].max()
+    ax = plots.plot_transfer(same, score_kept=0.97, neurons_kept=0.1)
+    (container,) = ax.containers
+    np.testing.assert_allclose(
+        np.asarray(container.lines[0].get_data(), dtype=float), [[10.0], [10.0]]
+    )
 
 
 def test_timing_plots_and_verdict_summary():

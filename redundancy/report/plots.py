@@ -558,6 +558,14 @@ def plot_minimal_layer_shares(minimal: dict, *, seed: int = 0):
     return small_multiples(plot_layer_shares, frames, min_width=3.6, height=3.1)
 
 
+def _spread_bars(center, low, high) -> list:
+    """Error-bar lengths below and above ``center``; a mean of equal values can round a
+    hair outside their range (three times 0.1 average to 0.10000000000000002), which
+    matplotlib refuses as a negative length, so lengths are at least 0."""
+    center, low, high = (np.asarray(v, dtype=float) for v in (center, low, high))
+    return [np.maximum(center - low, 0.0), np.maximum(high - center, 0.0)]
+
+
 def plot_transfer(
     runs: pd.DataFrame,
     ax=None,
@@ -592,8 +600,8 @@ def plot_transfer(
         ax.errorbar(
             x["mean"],
             y["mean"],
-            xerr=[x["mean"] - x["min"], x["max"] - x["mean"]],
-            yerr=[y["mean"] - y["min"], y["max"] - y["mean"]],
+            xerr=_spread_bars(x["mean"], x["min"], x["max"]),
+            yerr=_spread_bars(y["mean"], y["min"], y["max"]),
             fmt="o" if branch == "LS+CC+FS" else "^",
             color=PALETTE[i % len(PALETTE)],
             markersize=5,
