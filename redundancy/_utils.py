@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -221,12 +223,13 @@ def progress_bar(iterable=None, *, progress: bool = True, **kwargs):
 
 def announce(text: str) -> None:
     """Say what long work starts now: on the book runner's progress file when there is one,
-    else in the log."""
+    else in the log. An empty ``text`` says the announced work is over (the runner's bar
+    stops showing it)."""
     channel = _channel()
     if channel is not None:
         channel.write(f"\n>> {text}\n")
         channel.flush()
-    else:
+    elif text:
         logger.info(text)
 
 
@@ -364,3 +367,34 @@ def folder_damage(folder: str | os.PathLike, record: str) -> str | None:
         except OSError:
             return f"{path} is missing"
     return None
+
+
+def intact_folder(folder: str | os.PathLike, record: str, what: str, redo: str) -> bool:
+    """Whether a saved folder (see :func:`folder_damage`) is there, complete and intact. A
+    damaged one is removed with a warning ("The {what} {folder} is damaged (...); {redo}.")
+    so that it is made again; the caller holds the folder's lock."""
+    folder = Path(folder)
+    if not (folder / record).is_file():
+        return False
+    problem = folder_damage(folder, record)
+    if problem is None:
+        return True
+    warnings.warn(f"The {what} {folder} is damaged ({problem}); {redo}.", stacklevel=3)
+    shutil.rmtree(folder, ignore_errors=True)
+    return False
+
+
+def save_model_folder(model, tokenizer, target: str | os.PathLike, record: str, info: dict) -> None:
+    """Write a model, its tokenizer and the JSON file ``record`` (``info`` plus every file's
+    SHA-256 under ``"files"``) into a temporary folder beside ``target``, then rename it:
+    ``target`` is complete or absent, never half written."""
+    target = Path(target)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".saving-") as tmp:
+        out = Path(tmp) / "model"
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        files = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file()}
+        (out / record).write_text(json.dumps({**info, "files": files}, indent=1))
+        if target.exists():  # a damaged folder removed too late, or left by a crash
+            shutil.rmtree(target)
+        os.replace(out, target)

@@ -462,6 +462,27 @@ def test_the_bar_moves_while_a_chapter_runs(tmp_path):
     bar.close()
 
 
+def test_the_bar_shows_an_announced_step_until_it_is_over(tmp_path, monkeypatch):
+    """A kernel's announcement shows beside the chapter until an empty one ends it; the
+    kernel's own progress bar shows after it."""
+    from redundancy import _utils
+    from redundancy.report.book import _book_bar, _Monitor
+
+    shown = []
+    bar = _book_bar({"01": 20.0}, progress=False)
+    monkeypatch.setattr(bar, "set_postfix_str", lambda text, refresh=True: shown.append(text))
+    log = tmp_path / "progress.log"
+    monitor = _Monitor(log, bar, "01-setup", span=(0.0, 20.0))
+    monkeypatch.setenv(_utils.PROGRESS_ENV, str(log))
+    _utils.announce("dequantising x.gguf once")
+    monitor._show(log.read_text())
+    assert shown[-1] == "01-setup | dequantising x.gguf once"
+    _utils.announce("")
+    monitor._show(log.read_text() + "minilm/brown-upos/train:  40%|####  | 4/10\n")
+    assert shown[-1] == "01-setup | minilm/brown-upos/train:  40%|####  | 4/10"
+    bar.close()
+
+
 def test_runner_removes_parameter_cells_and_folded_cells_that_show_nothing(tmp_path):
     """The page holds no parameter cell (papermill's injected one names this machine's
     result folder) and no "Show code cell" box that opens on nothing; cells with output and

@@ -9,13 +9,9 @@ states and ignores the classification head).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +19,10 @@ import numpy as np
 from .._utils import cache_dir as _cache_dir
 from .._utils import (
     entry_lock,
-    folder_damage,
+    intact_folder,
     progress_bar,
     resolve_device,
-    sha256_file,
+    save_model_folder,
     source_digest,
     stable_hash,
 )
@@ -163,7 +159,6 @@ def finetune(
         record = _train(path, task, options, resolve_device(device), progress)
         _save(
             record,
-            root,
             target,
             {"model": str(model), "task": task.name, "key": key, "options": options},
         )
@@ -175,34 +170,17 @@ def _finished(root: Path, target: Path, key: str) -> Path | None:
     """A complete, intact fine-tuned folder of ``key`` (the name only helps people: the same
     base model in another folder has the same key), or None. A folder whose files differ
     from its record is removed with a warning (the caller holds the key's lock)."""
-    found = dict.fromkeys([target, *sorted(root.glob(f"*-{key}"))])
-    for folder in found:
-        if not (folder / RECORD).is_file():
-            continue
-        problem = folder_damage(folder, RECORD)
-        if problem is None:
+    for folder in dict.fromkeys([target, *sorted(root.glob(f"*-{key}"))]):
+        if intact_folder(folder, RECORD, "fine-tuned model", "training it again"):
             return folder
-        warnings.warn(
-            f"The fine-tuned model {folder} is damaged ({problem}); training it again.",
-            stacklevel=3,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
     return None
 
 
-def _save(record: dict, root: Path, target: Path, info: dict) -> None:
-    """Write the model, its tokenizer and ``finetune.json`` (with every file's SHA-256) to a
-    temporary folder, then rename it: the folder is complete or absent."""
+def _save(record: dict, target: Path, info: dict) -> None:
+    """The model, its tokenizer and ``finetune.json`` (with every file's SHA-256), written
+    whole or not at all."""
     model_obj, tokenizer = record.pop("model"), record.pop("tokenizer")
-    with tempfile.TemporaryDirectory(dir=root, prefix=".finetune-") as tmp:
-        out = Path(tmp) / "model"
-        model_obj.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        files = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file()}
-        (out / RECORD).write_text(json.dumps({**record, **info, "files": files}, indent=1))
-        if target.exists():  # a damaged folder removed too late, or left by a crash
-            shutil.rmtree(target)
-        os.replace(out, target)
+    save_model_folder(model_obj, tokenizer, target, RECORD, {**record, **info})
 
 
 def _training_data(path: str, task: Task, options: dict):

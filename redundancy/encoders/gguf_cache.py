@@ -15,12 +15,8 @@ The numbers are those of loading the GGUF file directly (``tests/test_gguf_cache
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -30,7 +26,8 @@ from .._utils import (
     entry_lock,
     file_digest,
     folder_damage,
-    sha256_file,
+    intact_folder,
+    save_model_folder,
     stable_hash,
 )
 
@@ -94,26 +91,20 @@ def converted_folder(
             return target
         announce(f"dequantising {gguf_path.name} once (about 30 s)")
         logger.info("converting %s into %s", gguf_path, target)
-        _convert(gguf_path, root, target, key)
+        _convert(gguf_path, target, key)
+        announce("")  # the conversion is over: the book's bar stops showing it
     return target
 
 
 def _intact(target: Path, *, warn: bool = False) -> bool:
-    if not (target / RECORD).is_file():
-        return False
-    problem = folder_damage(target, RECORD)
-    if problem is None:
-        return True
-    if warn:
-        warnings.warn(
-            f"The converted GGUF model {target} is damaged ({problem}); converting it again.",
-            stacklevel=3,
-        )
-        shutil.rmtree(target, ignore_errors=True)
-    return False
+    """Whether ``target`` is a complete conversion; with ``warn``, a damaged one is removed
+    (the caller holds the lock)."""
+    if not warn:
+        return (target / RECORD).is_file() and folder_damage(target, RECORD) is None
+    return intact_folder(target, RECORD, "converted GGUF model", "converting it again")
 
 
-def _convert(gguf_path: Path, root: Path, target: Path, key: str) -> None:
+def _convert(gguf_path: Path, target: Path, key: str) -> None:
     """Dequantise into a temporary folder, then rename it: complete or absent."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -129,14 +120,6 @@ def _convert(gguf_path: Path, root: Path, target: Path, key: str) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     del loaded
-    with tempfile.TemporaryDirectory(dir=root, prefix=".convert-") as tmp:
-        out = Path(tmp) / "model"
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        files = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file()}
-        record = {"gguf": gguf_path.name, "key": key, "dtype": "float32", "files": files}
-        (out / RECORD).write_text(json.dumps(record, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(out, target)
+    info = {"gguf": gguf_path.name, "key": key, "dtype": "float32"}
+    save_model_folder(model, tokenizer, target, RECORD, info)
     logger.info("converted %s -> %s", gguf_path, target)
