@@ -180,18 +180,19 @@ _KERNEL_ENV = {
 }
 
 # Seconds each chapter took in the reference run of params/default.yaml (benchmarks/README.md,
-# `book-default`, a 2-core CPU). With the units of work of that run they give a cost per unit
-# for each chapter, so a parameter set run for the first time is estimated from its own size.
+# `book-default` of 2026-12-06, a 2-core CPU, empty cache). With the units of work of that
+# run they give a cost per unit for each chapter, so a parameter set run for the first time
+# is estimated from its own size.
 _REFERENCE_SECONDS = {
-    "01": 354.7,
-    "02": 39.8,
-    "03": 185.2,
-    "04": 5.5,
-    "05": 136.8,
-    "06": 135.1,
-    "07": 45.0,
-    "08": 2.0,
-    "09": 2.4,
+    "01": 430.2,
+    "02": 69.1,
+    "03": 202.0,
+    "04": 14.5,
+    "05": 174.6,
+    "06": 165.1,
+    "07": 50.1,
+    "08": 121.8,
+    "09": 2.6,
 }
 _CHAPTER_OVERHEAD = 8.0
 """Seconds a chapter costs whatever its size (kernel start, imports, tables and figures)."""

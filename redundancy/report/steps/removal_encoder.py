@@ -57,11 +57,20 @@ def reference_seconds(model: str, shape: tuple[int, int], cfg: Config) -> float:
     settings = sum((c if (c := math.comb(blocks, k)) <= 20 else 10) + 5 for k in removal_ks(blocks))
     total = 0.0
     for task in cfg.tasks:
+        # the subsets: 150 sentences of the test and training splits for a token task, 300
+        # test instances for a sentence task (and 150 training ones without fine-tuning),
+        # fewer where the run's splits are smaller
+        options = cfg.task_options.get(task, {})
         if task in cfg.token_tasks:
-            tokens = 2 * 150 * 25
+            tokens = sum(
+                min(150 * 25, options.get(f"{s}_tokens") or 10**9) for s in ("train", "test")
+            )
         else:
             pairs = 2 if task == "brown-next" or task.startswith(("glue-mrpc", "glue-rte")) else 1
-            tokens = 300 * 25 * pairs * (1 if cfg.finetune else 2)
+            n = min(300, options.get("test_sentences") or 10**9)
+            if not cfg.finetune:
+                n += min(150, options.get("train_sentences") or 10**9)
+            tokens = n * 25 * pairs
         total += settings * 0.27 * tokens + 9 * 200 * 25
     return total / 7000 * n_layers * n_hidden**1.5 / (7 * 384**1.5)
 
