@@ -149,6 +149,7 @@ def test_clustering_rule_judges_token_and_sentence_tasks_apart():
     assert v.level == P  # the chapter: some parts reproduce, some do not
     # an equal-weight average over unlike tasks would have read (86 + 50) / 2 = 68%
     assert "86.0%" in v.markdown() and "50.0%" in v.markdown()
+    assert "1 task: 86.0% redundant" in v.markdown()  # decided: nothing left to noise
 
 
 def test_partly_band_is_named_from_the_papers_number():
@@ -236,6 +237,13 @@ def test_ranking_rule_tests_the_claims_size(decisions, level, removable):
     assert v.level == level
     task = [r for r in v.rows if not r["headline"]][0]
     assert task["low"] == pytest.approx(removable)
+    # the headline says what is sure and what noise leaves possible, not one average
+    (head,) = [r for r in v.rows if r["headline"]]
+    if task["high"] > task["low"]:
+        assert f"{100 * removable:.1f}% surely removable on average" in head["text"]
+        assert f"to {100 * task['high']:.1f}% possibly (where noise decides)" in head["text"]
+    else:
+        assert head["text"] == f"1 task: {100 * removable:.1f}% removable"
 
 
 def _transfer(runs):

@@ -112,6 +112,18 @@ def _headline(rows: list[dict]) -> tuple[str, float | None, float | None, float 
     )
 
 
+def _sure_and_possible(value: float, low: float, high: float, word: str) -> str:
+    """Headline of tasks judged by what is surely and what is possibly ``word`` (redundant,
+    removable): the mean of the sure shares, and the range from the smallest sure share
+    to the largest possible one."""
+    if high - low < 5e-4:  # every task's share decided, and all equal
+        return f"{_pct(value)} {word}"
+    return (
+        f"{_pct(value)} surely {word} on average; across tasks from {_pct(low)} surely "
+        f"to {_pct(high)} possibly (where noise decides)"
+    )
+
+
 def _task_row(model, task, kind, level, value, low, high, text) -> dict:
     return {
         "scope": f"{model} / {task}",
@@ -335,7 +347,7 @@ class ClusteringRule(_Rule):
         return _task_verdict(
             self,
             per_task,
-            lambda v, lo, hi: f"{_pct(v)} redundant on average (tasks {_pct_span(lo, hi)})",
+            lambda v, lo, hi: _sure_and_possible(v, lo, hi, "redundant"),
             paper_value=self.reproduced_at,
         )
 
@@ -479,7 +491,7 @@ class RankingRule(_Rule):
         return _task_verdict(
             self,
             per_task,
-            lambda v, lo, hi: f"{_pct(v)} removable on average (tasks {_pct_span(lo, hi)})",
+            lambda v, lo, hi: _sure_and_possible(v, lo, hi, "removable"),
             paper_value=self.removable,
         )
 
