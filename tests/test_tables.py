@@ -28,6 +28,15 @@ def test_percent_columns_carry_the_unit_in_the_header_not_the_cells():
     assert ">1.0<" in html
 
 
+def test_floats_keep_their_columns_narrow():
+    assert [tables._float_text(v) for v in (0.76123, -3.5, 179.57, 88292.7, 9515590358.2)] == [
+        "0.761", "-3.500", "179.6", "88,293", "9.52 × 10⁹",
+    ]  # fmt: skip
+    assert tables._float_text(float("nan")) == "" and tables._float_text(-2.5e-7) == "-0.000"
+    html = tables.show(pd.DataFrame({"perplexity": [72.75, 9515590358.2]})).to_html()
+    assert ">72.750<" in html and ">9.52 × 10⁹<" in html
+
+
 def test_probe_timing_table_is_scaled_like_the_figure():
     probe = pd.DataFrame(
         {

@@ -6,6 +6,8 @@ for display); every number comes from :mod:`redundancy.report.steps`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -38,12 +40,35 @@ def _has_unit(header) -> bool:
     return "%" in name or "points" in name
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _float_text(v) -> str:
+    """A float for a table cell: three decimals below 100, one below 1,000, none below a
+    million (with thousands separators), then ``m × 10ⁿ`` with three significant digits
+    (a perplexity of 9,515,590,358 must not widen its column past the page)."""
+    if pd.isna(v):
+        return ""
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    size = abs(v)
+    if size < 100:
+        return f"{v:.3f}"
+    if size < 1_000:
+        return f"{v:.1f}"
+    if size < 1_000_000:
+        return f"{v:,.0f}"
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
 def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
     """A styled table: ``percent`` columns (fractions) as percents with ``digits`` decimals
     (their header gains " (%)" unless it already states "%" or "points": a unit is written in
     the header, never in the cells), columns already in percent (named "... (%)") with
-    ``digits`` decimals, other floats with three decimals, thousands separators for
-    integers; float index values (thresholds) as written."""
+    ``digits`` decimals, other floats by :func:`_float_text` (three decimals below 100),
+    thousands separators for integers; float index values (thresholds) as written."""
     percent = [c for c in percent if c in df.columns]
     if percent:
         df = df.copy()
@@ -59,7 +84,7 @@ def show(df: pd.DataFrame, percent=(), *, digits: int = 1, index: bool = True):
         if pd.api.types.is_integer_dtype(df[c]):
             fmt[c] = "{:,}"
         elif pd.api.types.is_float_dtype(df[c]):
-            fmt[c] = f"{{:.{digits}f}}" if str(name).endswith("(%)") else "{:.3f}"
+            fmt[c] = f"{{:.{digits}f}}" if str(name).endswith("(%)") else _float_text
     styler = df.style.format(fmt, na_rep="")
     styler = styler.format_index(lambda v: f"{v:g}" if isinstance(v, float) else v, axis=0)
     return styler if index else styler.hide(axis="index")
