@@ -578,3 +578,29 @@ def test_minimal_layer_shares_give_each_depth_its_own_axis():
     heights = [p.get_height() for p in axes[1].patches]
     np.testing.assert_allclose(heights, 100 / 31)
     plt.close(fig)
+
+
+def test_neuron_replacement_panels_per_kind_with_a_log_axis_for_wide_ranges():
+    from redundancy.report import removal_view
+
+    rows = [dict(kind="none", threshold=np.nan, method="none", seed=-1, n_replaced=0,
+                 perplexity=70.0, low=60.0, high=80.0)]  # fmt: skip
+    for t in (0.4, 0.8):
+        for method, within, carry in (
+            ("cluster", 71.0 + t, 73.0 + t),
+            ("cluster-mean", 72.0 + t, 20000.0 * t),
+            ("random-mean", 70.5 + t, 160.0 * t),
+        ):
+            for kind, value in (("within-layer", within), ("residual-carry", carry)):
+                rows.append(dict(kind=kind, threshold=t, method=method, seed=-1, n_replaced=5,
+                                 perplexity=value, low=0.9 * value, high=1.1 * value))  # fmt: skip
+    fig = removal_view.plot_neurons(pd.DataFrame(rows))
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["within-layer", "residual-carry"]
+    # within a layer everything stays near the whole model; the residual carry reaches
+    # 16,000 against 70, which a linear axis would flatten to zero
+    assert [ax.get_yscale() for ax in axes] == ["linear", "log"]
+    (mean_line,) = [
+        c for c in axes[1].containers if c.get_label() == removal_view.METHODS["cluster-mean"]
+    ]
+    np.testing.assert_allclose(np.asarray(mean_line.lines[0].get_ydata(), float), [8000.0, 16000.0])

@@ -159,7 +159,8 @@ def plot_neurons(neurons: pd.DataFrame):
     (within a layer, residual carry): clustering's replacement, the same neurons replaced
     by their mean, and as many random neurons replaced by their mean; the dashed line is
     the whole model. Thresholds at which clustering replaced nothing are left out; one
-    panel per model and kind when ``neurons`` has a ``model`` column."""
+    panel per model and kind when ``neurons`` has a ``model`` column. A panel whose
+    perplexities reach ten times the whole model's has a logarithmic axis."""
     from . import plots
 
     if "model" not in neurons:
@@ -187,6 +188,8 @@ def plot_neurons(neurons: pd.DataFrame):
             err = np.vstack([mid - lo, hi - mid]).clip(min=0)
             ax.errorbar(mid.index, mid, yerr=err, marker="o", capsize=3, label=label)
         ax.axhline(base, color="black", linestyle="--", linewidth=1, label="nothing replaced")
+        if len(part) and part["high"].max() > 10 * base:  # 73 and 58,000 on one axis
+            ax.set_yscale("log")
         ax.set_title(f"{model} / {kind}" if several else str(kind))
         ax.set_xlabel("clustering threshold (1 - |correlation|)")
         ax.set_ylabel("perplexity, Brown news")
