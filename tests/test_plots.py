@@ -154,7 +154,7 @@ def test_plot_transfer_means_with_seed_ranges():
     same = pd.concat([runs.iloc[:1]] * 3, ignore_index=True).assign(seed=[0, 1, 2])
     same["fraction_kept"] = same["score_kept"] = 0.1
     assert same["fraction_kept"].mean() > same["fraction_kept"].max()
-    ax = plots.plot_transfer(same, score_kept=0.97, neurons_kept=0.1)
+    ax = plots.plot_transfer(same, score_kept=0.97, neurons_kept=0.5)
     (container,) = ax.containers
     np.testing.assert_allclose(
         np.asarray(container.lines[0].get_data(), dtype=float), [[10.0], [10.0]]
