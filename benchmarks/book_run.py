@@ -79,10 +79,11 @@ def run(params: Path, cache: Path | None, force: bool) -> dict:
 
 
 def per_chapter(result: dict) -> list[dict]:
-    """Attribute memory samples to chapters by the chapters' order and durations."""
+    """Attribute memory samples to chapters by the chapters' order and durations (chapters
+    run in the order of their names, whatever order the runner's timings file keeps)."""
     rows, t = [], 0.0
     samples = result["samples"]
-    for chapter, info in result["timings"].items():
+    for chapter, info in sorted(result["timings"].items()):
         seconds = info.get("seconds", 0.0)
         window = [s for s in samples if t <= s[0] < t + seconds + 1]
         peak = max((max(m.values(), default=0) for _, m in window), default=0)

@@ -169,3 +169,24 @@ def test_quick_run_writes_results_and_table(bench, tmp_path, capsys):
     if ext.get("max_abs_diff") is not None:
         assert ext["shape"] == ext["neurox_shape"]
         assert ext["max_abs_diff"] < 1e-3
+
+
+def test_book_run_attributes_memory_to_chapters_in_the_order_they_ran():
+    """The runner's timings file may list chapters out of order (keys kept from an earlier
+    run); samples are attributed by running order, which is the chapters' name order."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "book_run.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_book_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    timings = {  # as a timings.json rewritten over an older one can hold them
+        "08-removal": {"seconds": 10.0, "status": "executed"},
+        "01-setup": {"seconds": 100.0, "status": "executed"},
+        "02-layers-cka": {"seconds": 20.0, "status": "executed"},
+    }
+    # 01 runs 0-100 s at 2 GiB, 02 100-120 s at 1 GiB, 08 120-130 s at 3 GiB (KiB values)
+    samples = [(t, {"kernel": 2 * 2**20}) for t in range(0, 100, 5)]
+    samples += [(t, {"kernel": 2**20}) for t in range(101, 120, 5)]
+    samples += [(t, {"kernel": 3 * 2**20}) for t in range(122, 130, 2)]
+    rows = module.per_chapter({"timings": timings, "samples": samples})
+    assert [r["chapter"] for r in rows] == ["01-setup", "02-layers-cka", "08-removal"]
+    assert [r["peak_private_gib"] for r in rows] == [2.0, 1.0, 3.0]
