@@ -176,6 +176,10 @@ def test_encoder_removal_step_on_a_tiny_bert(tiny_bert, tmp_path, monkeypatch):
     # removing block 1 reruns block 0 alone, removing block 0 runs block 1 alone: half of
     # the two whole passes
     assert table.attrs["blocks_run_share"] == 0.5
+    # the reference a flat line is read against: the test subset's most frequent label
+    _, y, _ = step._instances(task, "test", opts["n_token_sentences"], cfg.random_state)
+    assert table.attrs["majority"] == pytest.approx(np.bincount(y).max() / len(y))
+    assert 0 < table.attrs["majority"] <= 1
     assert set(table["ordering"]) == {
         "none", "block_influence", "adjacent_cka", "last_first", "greedy_output",
         "angular_span", "random",

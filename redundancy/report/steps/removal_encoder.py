@@ -287,12 +287,22 @@ def _sweep(model: str, task_name: str, cfg: Config, sizes: dict, ks, n_random, m
         n_test=int(len(y)),
         n_settings=len(done),
         baseline=float(done[()][0]),
+        majority=_majority(y, task.kind),
         # blocks the test split ran over all settings, against a whole pass for each
         blocks_run_share=round(
             test.runs.blocks_run / max(1, (len(done) - 1) * total * len(test.inputs)), 3
         ),
     )
     return table
+
+
+def _majority(y, kind: str) -> float | None:
+    """Accuracy of always answering the test subset's most frequent label (None for a
+    regression task): where every setting scores this, the readout has learned nothing."""
+    if kind != "classification" or not len(y):
+        return None
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return float(counts.max() / counts.sum())
 
 
 def _values(v) -> dict:
@@ -338,7 +348,10 @@ def encoder_removal(
         test sentences), ``ratio`` (to the whole model). The whole model is the row
         ``ordering="none"``. ``attrs``: ``seconds``, ``n_blocks``, ``random``
         (``"exhaustive"`` or ``"seeds"``), ``readout`` (``"classifier"`` or ``"probe"``),
-        ``metric``, ``n_test``, ``n_settings`` (distinct sets evaluated), ``baseline``.
+        ``metric``, ``n_test``, ``n_settings`` (distinct sets evaluated), ``baseline``,
+        ``majority`` (accuracy of the test subset's most frequent label; None for
+        regression), ``blocks_run_share`` (blocks the test split ran, against a whole pass
+        per setting).
     """
     from ..features import features_identity
 
