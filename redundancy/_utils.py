@@ -369,16 +369,21 @@ def folder_damage(folder: str | os.PathLike, record: str) -> str | None:
     return None
 
 
-def intact_folder(folder: str | os.PathLike, record: str, what: str, redo: str) -> bool:
-    """Whether a saved folder (see :func:`folder_damage`) is there, complete and intact. A
-    damaged one is removed with a warning ("The {what} {folder} is damaged (...); {redo}.")
-    so that it is made again; the caller holds the folder's lock."""
+def intact_folder(
+    folder: str | os.PathLike, record: str, what: str, redo: str, *, repair: bool = True
+) -> bool:
+    """Whether a saved folder (see :func:`folder_damage`) is there, complete and intact.
+    With ``repair`` a damaged one is removed with a warning ("The {what} {folder} is damaged
+    (...); {redo}.") so that it is made again, and the caller must hold the folder's lock;
+    without, it is only reported as not intact."""
     folder = Path(folder)
     if not (folder / record).is_file():
         return False
     problem = folder_damage(folder, record)
     if problem is None:
         return True
+    if not repair:
+        return False
     warnings.warn(f"The {what} {folder} is damaged ({problem}); {redo}.", stacklevel=3)
     shutil.rmtree(folder, ignore_errors=True)
     return False

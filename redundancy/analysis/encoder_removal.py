@@ -63,6 +63,17 @@ def _n_blocks(model) -> int:
     return len(getattr(owner, name))
 
 
+def _checked(removed: Sequence[int], total: int) -> list[int]:
+    """The block numbers, sorted and distinct, after checking them against ``total``."""
+    removed = sorted({int(b) for b in removed})
+    if any(not 0 <= b < total for b in removed) or len(removed) >= total:
+        raise ValueError(
+            f"Cannot remove blocks {removed} of {total}: numbers must be in [0, {total}) "
+            "and at least one block must stay."
+        )
+    return removed
+
+
 def restart_plan(removed: Sequence[int], total: int) -> tuple[int, list[int]]:
     """Where a pruned model restarts and what it then runs: ``(start, run)``.
 
@@ -71,14 +82,9 @@ def restart_plan(removed: Sequence[int], total: int) -> tuple[int, list[int]]:
     ``start = min(removed)``; when every block after it is removed too, the pruned model
     restarts from its last kept block instead.
     """
-    removed = sorted({int(b) for b in removed})
+    removed = _checked(removed, total)
     if not removed:
         return 0, list(range(total))
-    if any(not 0 <= b < total for b in removed) or len(removed) >= total:
-        raise ValueError(
-            f"Cannot remove blocks {removed} of {total}: numbers must be in [0, {total}) "
-            "and at least one block must stay."
-        )
     kept = [b for b in range(total) if b not in removed]
     run = [b for b in kept if b > removed[0]]
     if run:
@@ -191,8 +197,7 @@ class EncoderRuns:
 
         if not len(removed):
             return self.full
-        restart_plan(removed, self.total)  # checks the block numbers
-        removed = sorted({int(b) for b in removed})
+        removed = _checked(removed, self.total)
         start, run, from_base = self._plan(removed)
         owner, name = encoder_blocks(self.model)
         blocks = getattr(owner, name)

@@ -25,7 +25,6 @@ from .._utils import (
     cache_dir,
     entry_lock,
     file_digest,
-    folder_damage,
     intact_folder,
     save_model_folder,
     stable_hash,
@@ -99,9 +98,7 @@ def converted_folder(
 def _intact(target: Path, *, warn: bool = False) -> bool:
     """Whether ``target`` is a complete conversion; with ``warn``, a damaged one is removed
     (the caller holds the lock)."""
-    if not warn:
-        return (target / RECORD).is_file() and folder_damage(target, RECORD) is None
-    return intact_folder(target, RECORD, "converted GGUF model", "converting it again")
+    return intact_folder(target, RECORD, "converted GGUF model", "converting it again", repair=warn)
 
 
 def _convert(gguf_path: Path, target: Path, key: str) -> None:

@@ -45,9 +45,9 @@ def cka_permutations(n_layers: int) -> int:
     with every other, so its cost grows as ``n_layers**2`` (0.7 s for 31 layers on 2
     cores, against 0.04 s for 7). Up to :data:`CKA_FULL_DEPTH` layers (BERT-base and
     smaller) the null takes :data:`CKA_RESAMPLES`; deeper models take
-    ``CKA_RESAMPLES * (13 / n_layers)**2`` rounded down, at least :data:`CKA_MIN_PERMUTATIONS` (each
-    gives two draws a pair: 100 draws behind a 95th percentile), so the null costs about
-    what it costs for 13 layers.
+    ``CKA_RESAMPLES * (CKA_FULL_DEPTH / n_layers)**2`` rounded down, at least
+    :data:`CKA_MIN_PERMUTATIONS` (each gives two draws a pair: 100 draws behind a 95th
+    percentile), so the null costs about what it costs at full depth.
     """
     n_layers = int(n_layers)
     if n_layers <= CKA_FULL_DEPTH:
@@ -108,7 +108,7 @@ class Chapter:
                 confidence=f"{100 * cfg.confidence:g}%",
                 cka_resamples=f"{CKA_RESAMPLES:,}",
                 cka_instances=f"{CKA_INSTANCES:,}",
-                cka_deep=f"{CKA_RESAMPLES:,} x (13 / layers)²",
+                cka_deep=f"{CKA_RESAMPLES:,} x ({CKA_FULL_DEPTH} / layers)²",
                 cka_full_depth=CKA_FULL_DEPTH,
                 cka_min=CKA_MIN_PERMUTATIONS,
             )
@@ -613,7 +613,8 @@ CHAPTERS = {
             "Intervals: {cka_resamples} bootstrap resamples of {cka_instances} instances drawn "
             "from the sample, at {confidence}; the null: {cka_resamples} permutations of the "
             "instances of one layer against the other ({cka_deep} for models deeper than "
-            "{cka_full_depth} layers, at least {cka_min}, so that it costs what 13 layers cost).",
+            "{cka_full_depth} layers, at least {cka_min}, so that it costs what {cka_full_depth} "
+            "layers cost).",
             rule=RULES["02-layers-cka"],
         ),
         Chapter(
