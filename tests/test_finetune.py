@@ -64,3 +64,36 @@ def test_finetune_rejects_token_tasks_and_bad_values(tiny_bert, tmp_path):
         finetune(tiny_bert, make_token_task(2), cache_dir=tmp_path)
     with pytest.raises(ValueError, match="'epochs' parameter of finetune"):
         finetune(tiny_bert, make_sentence_task(2), epochs=0, cache_dir=tmp_path)
+
+
+def test_optimiser_is_adamw_without_decay_and_linear_schedule():
+    """The fused update equals torch's per-tensor AdamW loop (lr 5e-5, no weight decay) to
+    float32 rounding, and the learning rate falls linearly to 0 without warm-up."""
+    from redundancy.encoders.finetune import _optimiser
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 3))
+    ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 3))
+    ref.load_state_dict(net.state_dict())
+    start = [p.detach().clone() for p in net.parameters()]
+    optimizer, scheduler = _optimiser(net, {"lr": 5e-5}, total=4)
+    assert optimizer.defaults["fused"] and optimizer.defaults["weight_decay"] == 0.0
+    plain = torch.optim.AdamW(ref.parameters(), lr=5e-5, eps=1e-8, weight_decay=0.0, foreach=False)
+    x = torch.randn(16, 5)
+    lrs = []
+    for _ in range(4):
+        for model, opt in ((net, optimizer), (ref, plain)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for group in plain.param_groups:
+            group["lr"] = lrs[-1]
+        optimizer.step(), plain.step(), scheduler.step()
+    assert lrs == pytest.approx([5e-5, 3.75e-5, 2.5e-5, 1.25e-5])
+    for a, b in zip(net.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    # Adam moves every weight by about lr per step: 1.25e-4 over the four steps
+    moved = max(
+        float((p.detach() - s).abs().max()) for p, s in zip(net.parameters(), start, strict=True)
+    )
+    assert 1e-4 < moved < 1.6e-4

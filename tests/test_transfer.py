@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from redundancy.analysis.probes import evaluate
 from redundancy.analysis.transfer import (
     IncrementalScores,
     LayerSelector,
@@ -109,11 +110,21 @@ def test_ccfs_reuses_given_incremental_scores(splits, sweep):
 def test_transfer_result_json_round_trip(sweep):
     res = sweep[0][0]
     back = TransferResult.from_json(res.to_json())
-    assert back == res
+    assert back == res and back.probe is None and "probe" not in res.to_json()
     row = back.as_row()
     assert row["layer"] == 2 and row["n_fs"] == 3 and (row["delta_ls"], row["delta_fs"]) == (3, 1)
     assert row["branch"] == "LS+CC+FS"
     assert row["score_kept"] == pytest.approx(res.test["fs"] / res.test["oracle"])
+
+
+def test_transfer_result_keeps_the_final_probe(splits, sweep):
+    """The FS probe the search trained is on the result: it reads exactly the chosen
+    neurons and scores the result's FS dev and test scores."""
+    (_, _), (Xdv, ydv), (Xte, yte) = splits
+    for res in sweep[0]:
+        assert sorted(res.probe.neurons.tolist()) == sorted(res.neurons)
+        assert evaluate(res.probe, Xdv, ydv) == pytest.approx(res.dev["fs"])
+        assert evaluate(res.probe, Xte, yte) == pytest.approx(res.test["fs"])
 
 
 def test_ls_fs_branch_skips_clustering(splits):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from ..constraints import check
 from .metrics import within_delta
 from .probes import (
     KINDS,
+    LinearProbe,
     _default_metric,
     evaluate_probes,
     incremental_subsets,
@@ -206,6 +207,9 @@ class TransferResult:
     metric : str
     meta : dict
         Free-form (task, model, seeds, ...).
+    probe : LinearProbe or None
+        The final (FS) probe, as trained by the search; not part of :meth:`to_json`, nor of
+        equality (None after :meth:`from_json`).
     """
 
     layer: int
@@ -223,6 +227,7 @@ class TransferResult:
     fs_percent: float
     metric: str = "accuracy"
     meta: dict = field(default_factory=dict)
+    probe: LinearProbe | None = field(default=None, repr=False, compare=False)
 
     @property
     def branch(self) -> str:
@@ -241,8 +246,10 @@ class TransferResult:
         return self.test["fs"] / oracle if oracle else float("nan")
 
     def to_json(self) -> str:
-        """JSON text; :meth:`from_json` gives back an equal result."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """JSON text; :meth:`from_json` gives back an equal result (without the probe)."""
+        record = asdict(replace(self, probe=None))
+        del record["probe"]
+        return json.dumps(record, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TransferResult:
@@ -424,6 +431,7 @@ def ccfs(
         fs_percent=float(fs["result"].percent),
         metric=metric,
         meta={"representative": representative, "random_state": random_state},
+        probe=fs["result"].probe,
     )
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..cache import cached, check_keys, check_table
 from ..config import Config
-from ._probing import probe_data, stored_predictions, train_keyed
+from ._probing import probe_data, stored_predictions
 from .layers import _probe_inputs, layer_probe_scores
 
 __all__ = ["transfer_predictions", "transfer_table"]
@@ -42,11 +42,9 @@ def _run(model: str, task_name: str, cfg: Config) -> pd.DataFrame:
     )
     flat = [(seed, r) for (seed, _), runs in results.items() for r in runs]
     table = pd.DataFrame([{"seed": seed, **r.as_row()} for seed, r in flat])
-    # the final probes again (each trains exactly as it did inside the search), for the
-    # paired bootstrap of the verdict: their dev predictions in the table's row order
-    subsets = {i: np.asarray(r.neurons, dtype=np.int64) for i, (_, r) in enumerate(flat)}
-    probes = train_keyed(data, subsets, {i: seed for i, (seed, _) in enumerate(flat)}, cfg)
-    final = [probes[i] for i in subsets]
+    # the final probes' predictions, for the paired bootstrap of the verdict, in the
+    # table's row order (the probes the searches trained: no second pass over the data)
+    final = [r.probe for _, r in flat]
     arrays = {
         "dev": stored_predictions(data, final, cfg),
         "test": stored_predictions(data, final, cfg, "test"),
