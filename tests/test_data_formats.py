@@ -595,3 +595,13 @@ def test_cola_malformed_line(tmp_path):
 def test_unknown_glue_task(tmp_path):
     with pytest.raises(ValueError, match=r"The 'task' parameter of read_glue must be one of"):
         read_glue(tmp_path, "wnli")
+
+
+@pytest.mark.parametrize("task", sorted(GLUE_TASKS))
+def test_task_pairs_says_what_loading_gives(tmp_path, task):
+    """task_pairs (used to estimate work before loading) agrees with the loaded instances."""
+    from redundancy.data.tasks import task_pairs
+
+    loaded = load_task(f"glue-{task}", data_dir=_write_glue(tmp_path / task, task))
+    assert task_pairs(f"glue-{task}") == (len(loaded.train.sentences[0]) == 2)
+    assert task_pairs(f"glue-{task}") == (task not in ("cola", "sst2"))

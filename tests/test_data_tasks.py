@@ -346,3 +346,12 @@ def test_glue_missing_folder_names_files(tmp_path):
         load_task("glue-mnli", data_dir=tmp_path)
     message = str(info.value)
     assert "dev_matched.tsv" in message and "gluebenchmark" in message
+
+
+def test_task_pairs_of_brown_tasks():
+    from redundancy.data.tasks import task_pairs
+
+    for name in ("brown-next", "brown-fiction"):
+        task = load_task(name, train_sentences=3, dev_sentences=3, test_sentences=3)
+        assert task_pairs(name) == (len(task.train.sentences[0]) == 2) == (name == "brown-next")
+    assert not task_pairs("brown-upos")

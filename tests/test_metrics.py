@@ -271,3 +271,18 @@ def test_sentence_control_labels_follow_the_words_and_generalise():
     assert clf.score(bag(test), y_test) > np.mean(y_test == 0) + 0.2
     with pytest.raises(ValueError, match="probability vector"):
         sentence_control_labels(train, [0.5, 0.6])
+
+
+def test_resample_counts_shared_per_seed_are_the_draws_and_read_only():
+    from redundancy.analysis.metrics import _resample_counts
+
+    expected = np.random.default_rng(3).multinomial(50, np.full(50, 1 / 50), size=20)
+    first, again = _resample_counts(3, 50, 20), _resample_counts(3, 50, 20)
+    assert first is again and np.array_equal(first, expected)
+    assert np.array_equal(_resample_counts(np.int64(3), 50, 20), expected)
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0] = 7
+    # a generator is not a seed: drawn from it every time, never shared
+    gen = np.random.default_rng(3)
+    assert np.array_equal(_resample_counts(gen, 50, 20), expected)
+    assert not np.array_equal(_resample_counts(gen, 50, 20), expected)

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 
@@ -249,8 +250,27 @@ def _as_seed_rows(values, n: int, name: str, caller: str) -> np.ndarray:
     return np.atleast_2d(arr)
 
 
-def _resample_counts(rng, n_groups: int, n_resamples: int) -> np.ndarray:
+def _resample_counts(random_state, n_groups: int, n_resamples: int) -> np.ndarray:
+    """How often each group is drawn in each resample, ``(n_resamples, n_groups)``.
+
+    A chapter decides dozens of settings on the same split with the same seed, hence the
+    same resamples: for an int seed they are drawn once and shared (read-only; about 0.16 s
+    for 1,000 resamples of 2,000 sentences), which changes no number."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return _shared_counts(int(random_state), int(n_groups), int(n_resamples))
+    return _draw_counts(np.random.default_rng(random_state), n_groups, n_resamples)
+
+
+def _draw_counts(rng, n_groups: int, n_resamples: int) -> np.ndarray:
     return rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_resamples)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_counts(seed: int, n_groups: int, n_resamples: int) -> np.ndarray:
+    counts = _draw_counts(np.random.default_rng(seed), n_groups, n_resamples)
+    counts = counts.astype(np.int32) if n_groups < 2**31 else counts
+    counts.flags.writeable = False
+    return counts
 
 
 def _resampled_scores(y_true, rows, index, n_groups, counts, metric) -> np.ndarray:
@@ -344,7 +364,7 @@ def paired_bootstrap(
             f"({P.shape[0]}) or be 1-D. Got shape {np.shape(reference)} instead."
         )
     index, n_groups = _group_index(groups, n, caller)
-    counts = _resample_counts(np.random.default_rng(random_state), n_groups, n_resamples)
+    counts = _resample_counts(random_state, n_groups, n_resamples)
     both = _resampled_scores(y_true, np.concatenate([P, R]), index, n_groups, counts, metric)
     num, den = both[:, : P.shape[0]], both[:, P.shape[0] :]
     ratios = np.full(num.shape, np.nan)
@@ -446,6 +466,6 @@ def score_noise(
         )
     P = _as_seed_rows(preds, y_true.shape[0], "preds", caller)
     index, n_groups = _group_index(groups, y_true.shape[0], caller)
-    counts = _resample_counts(np.random.default_rng(random_state), n_groups, n_resamples)
+    counts = _resample_counts(random_state, n_groups, n_resamples)
     stats = _resampled_scores(y_true, P, index, n_groups, counts, metric).mean(axis=1)
     return float(stats.std(ddof=1)) if stats.size > 1 else 0.0

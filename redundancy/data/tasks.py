@@ -30,7 +30,15 @@ import pandas as pd
 from ..constraints import PARAMS, check
 from .base import UNSEEN_LABEL, Split, Task, label_vocabulary
 from .brown import GENRES, INFORMATIVE_LETTERS, BrownDocument, fetch_brown, read_brown
-from .formats import GLUE_SEED, GLUE_URL, glue_files, read_conll, read_glue, read_word_label
+from .formats import (
+    GLUE_SEED,
+    GLUE_TASKS,
+    GLUE_URL,
+    glue_files,
+    read_conll,
+    read_glue,
+    read_word_label,
+)
 from .universal import brown_to_universal, strip_markers
 
 logger = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ class _Entry:
     build: Callable[..., Task]
     defaults: dict
     needs_data: bool = False
+    pairs: bool = False  # instances are sentence pairs
 
 
 # --------------------------------------------------------------------------------------
@@ -81,6 +90,12 @@ def _check_options(name: str, options: dict, defaults: dict) -> dict:
 def task_level(name: str) -> str:
     """``"token"`` or ``"sentence"``: what a task's instances are (words or sentences)."""
     return "token" if "train_tokens" in _entry(name).defaults else "sentence"
+
+
+def task_pairs(name: str) -> bool:
+    """Whether a task's instances are sentence pairs (``brown-next``; GLUE MRPC, QQP, STS-B,
+    MNLI, QNLI, RTE), known without loading it."""
+    return _entry(name).pairs
 
 
 def check_task_options(name: str, options: dict) -> dict:
@@ -518,6 +533,7 @@ def _registry() -> dict[str, _Entry]:
             "Does Brown sentence B follow sentence A in its document? (sentence pairs)",
             lambda data_dir, o: _build_brown_next(o),
             brown_sentence,
+            pairs=True,
         ),
         "brown-fiction": _Entry(
             "Informative vs imaginative Brown prose (sentence, embedded)",
@@ -544,6 +560,7 @@ def _registry() -> dict[str, _Entry]:
             lambda data_dir, o, task=task: _build_glue(task, data_dir, o),
             {**_SENTENCE_CAPS, "random_state": GLUE_SEED},
             needs_data=True,
+            pairs=len(GLUE_TASKS[task].text) == 2,
         )
     return reg
 

@@ -202,15 +202,14 @@ _WORDS_PER_SENTENCE = 25  # Brown sentences average about 21 words, plus special
 
 def _instances(cfg, task: str, split: str) -> tuple[int, int]:
     """(instances, words) of a split as the parameters cap it (a rough size for uncapped ones)."""
-    from ..data.tasks import task_level
+    from ..data.tasks import task_level, task_pairs
 
     options = cfg.task_options.get(task, {})
     if task_level(task) == "token":
         n = options.get(f"{split}_tokens") or (1_000_000 if split == "train" else 100_000)
         return int(n), int(n)
     n = options.get(f"{split}_sentences") or (40_000 if split == "train" else 5_000)
-    pairs = 2 if task in ("brown-next",) or task.startswith(("glue-mrpc", "glue-rte")) else 1
-    return int(n), int(n) * _WORDS_PER_SENTENCE * pairs
+    return int(n), int(n) * _WORDS_PER_SENTENCE * (2 if task_pairs(task) else 1)
 
 
 def chapter_units(cfg) -> dict[str, float]:

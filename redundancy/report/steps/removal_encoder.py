@@ -52,6 +52,8 @@ def reference_seconds(model: str, shape: tuple[int, int], cfg: Config) -> float:
     at about 7,000 MiniLM tokens a second, scaled by layers x hidden^1.5."""
     import math
 
+    from ...data.tasks import task_pairs
+
     n_layers, n_hidden = shape
     blocks = n_layers - 1
     settings = sum((c if (c := math.comb(blocks, k)) <= 20 else 10) + 5 for k in removal_ks(blocks))
@@ -66,11 +68,10 @@ def reference_seconds(model: str, shape: tuple[int, int], cfg: Config) -> float:
                 min(150 * 25, options.get(f"{s}_tokens") or 10**9) for s in ("train", "test")
             )
         else:
-            pairs = 2 if task == "brown-next" or task.startswith(("glue-mrpc", "glue-rte")) else 1
             n = min(300, options.get("test_sentences") or 10**9)
             if not cfg.finetune:
                 n += min(150, options.get("train_sentences") or 10**9)
-            tokens = n * 25 * pairs
+            tokens = n * 25 * (2 if task_pairs(task) else 1)
         total += settings * 0.27 * tokens + 9 * 200 * 25
     return total / 7000 * n_layers * n_hidden**1.5 / (7 * 384**1.5)
 
