@@ -184,15 +184,15 @@ _KERNEL_ENV = {
 # run they give a cost per unit for each chapter, so a parameter set run for the first time
 # is estimated from its own size.
 _REFERENCE_SECONDS = {
-    "01": 430.2,
-    "02": 69.1,
-    "03": 202.0,
-    "04": 14.5,
-    "05": 174.6,
-    "06": 165.1,
-    "07": 50.1,
-    "08": 121.8,
-    "09": 2.6,
+    "01": 330.0,
+    "02": 53.6,
+    "03": 107.1,
+    "04": 10.6,
+    "05": 76.6,
+    "06": 62.5,
+    "07": 47.1,
+    "08": 121.1,
+    "09": 2.5,
 }
 _CHAPTER_OVERHEAD = 8.0
 """Seconds a chapter costs whatever its size (kernel start, imports, tables and figures)."""
