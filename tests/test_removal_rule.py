@@ -295,3 +295,20 @@ def test_readable_names_columns_and_index_levels():
         removal_view.SHORT.get("random", "random"),
     ]
     assert list(out.index.names) == [removal_view.SHORT.get(n, n) for n in ("ordering", "k")]
+
+
+def test_transfer_meaning_gives_one_number_when_the_range_is_one_value():
+    import pandas as pd
+
+    from redundancy.report import interpret
+
+    rows = [
+        {"model": "m", "task": "a", "branch": "LS+CC+FS", "ratio": r, "fraction_kept": f}
+        for r, f in ((0.998, 0.13), (0.998, 0.13), (0.9981, 0.1300))
+    ] + [
+        {"model": "m", "task": "b", "branch": "LS+CC+FS", "ratio": r, "fraction_kept": f}
+        for r, f in ((0.936, 0.0301), (0.994, 0.1019))
+    ]
+    a, b = interpret._transfer(pd.DataFrame(rows), None)
+    assert "keeps 99.8% of the oracle's test score with 13.00% of the neurons" in a
+    assert "keeps 93.6%-99.4% of the oracle's test score with 3.01%-10.19% of the neurons" in b

@@ -19,6 +19,12 @@ def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
+def _pct_range(values, digits: int = 1) -> str:
+    """``a%-b%`` over ``values``, or one number when both ends read the same."""
+    lo, hi = _pct(np.min(values), digits), _pct(np.max(values), digits)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _names(items) -> str:
     items = [f"`{i}`" for i in items]
     if len(items) <= 1:
@@ -138,9 +144,8 @@ def _transfer(measured: pd.DataFrame, verdict) -> list[str]:
         if cc.empty:
             continue
         text = (
-            f"For `{t}` the full recipe keeps {_pct(cc['ratio'].min())}-{_pct(cc['ratio'].max())} "
-            f"of the oracle's test score with {_pct(cc['fraction_kept'].min(), 2)}-"
-            f"{_pct(cc['fraction_kept'].max(), 2)} of the neurons"
+            f"For `{t}` the full recipe keeps {_pct_range(cc['ratio'])} of the oracle's test "
+            f"score with {_pct_range(cc['fraction_kept'], 2)} of the neurons"
         )
         if len(fs):
             gain = fs["ratio"].mean() - cc["ratio"].mean()
