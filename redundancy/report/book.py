@@ -184,15 +184,15 @@ _KERNEL_ENV = {
 # run they give a cost per unit for each chapter, so a parameter set run for the first time
 # is estimated from its own size.
 _REFERENCE_SECONDS = {
-    "01": 330.0,
-    "02": 53.6,
-    "03": 107.1,
-    "04": 10.6,
-    "05": 76.6,
-    "06": 62.5,
-    "07": 47.1,
-    "08": 121.1,
-    "09": 2.5,
+    "01": 347.3,
+    "02": 61.7,
+    "03": 80.5,
+    "04": 9.6,
+    "05": 69.7,
+    "06": 59.3,
+    "07": 28.6,
+    "08": 145.8,
+    "09": 3.1,
 }
 _CHAPTER_OVERHEAD = 8.0
 """Seconds a chapter costs whatever its size (kernel start, imports, tables and figures)."""
