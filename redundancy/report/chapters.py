@@ -131,8 +131,8 @@ def _delta(cfg: Config) -> float:
 
 def _split_truth(model: str, task: str, cfg: Config, split: str):
     """Labels, sentence groups and metric of one split (the features' cache; only that
-    split is opened: each opening loads a tokenizer and checks the arrays' checksums, 9 s
-    of a chapter's 16 when all three were opened)."""
+    split is opened: each opening loads a tokenizer and checks the arrays' checksums, about
+    2.4 s of a chapter's verdict when all three splits were opened)."""
     from .features import get_activations, get_task
 
     acts = get_activations(model, task, split, cfg)
